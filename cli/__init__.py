@@ -172,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="render only samples with i %% N == K (shards merge into one dataset)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
+    r = g.add_argument_group("Ray cluster (pip install 'facs-dataset-generator[ray]')")
+    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the shards as Ray tasks: on the cluster at ADDRESS (e.g. auto, ray://host:10001) "
+                        "or, without ADDRESS, on a local Ray instance")
+    r.add_argument("--ray-shards", type=_positive_int, default=None, metavar="N",
+                   help="number of shards; unset: one per GPU, else one per --ray-cpus-per-shard CPUs")
+    r.add_argument("--ray-cpus-per-shard", type=_positive_int, default=1, metavar="C",
+                   help="CPU budget of one shard process when the cluster has no GPUs")
+    r.add_argument("--ray-cpus", type=_positive_int, default=None, metavar="C",
+                   help="CPUs of the local Ray instance; unset: all")
+    r.add_argument("--ray-retries", type=_nonneg_int, default=3, metavar="R",
+                   help="retries of a failed or lost shard (each resumes where it stopped)")
 
     v = sub.add_parser("validate", formatter_class=fmt, help="check a dataset (exit 0 only if consistent)",
                        description="Check a dataset: every row has its image and CSV, sizes, ranges, flags, "
@@ -301,7 +313,12 @@ def run(ns: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     ns = parse_args(argv)
+    if ns.command == "generate" and ns.ray is not None:
+        from . import cluster  # the Ray driver never imports bpy
+
+        return cluster.run(ns, _preprocess(argv))
     import bpy  # noqa: F401  (the wheel; imported only after parsing so --help is instant)
 
     from .. import registration
@@ -318,6 +335,10 @@ def _blender_command(argv: list[str]) -> int:
         ns = parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    if ns.command == "generate" and ns.ray is not None:
+        from . import cluster
+
+        return cluster.run(ns, _preprocess(argv))
     return run(ns)
 
 

@@ -124,7 +124,10 @@ def preset_from_dict(data, source: str = "<dict>") -> Preset:
         raise ConfigError(f"preset {source}: missing 'emotions' object")
     emotions: dict[str, EmotionSpec] = {}
     for ename, aus_raw in emotions_raw.items():
-        emo = canonical_emotion(ename)
+        try:
+            emo = canonical_emotion(ename)
+        except ConfigError as exc:
+            raise ConfigError(f"preset {source}: {exc}") from None
         if not isinstance(aus_raw, dict):
             raise ConfigError(f"preset {source}: emotion {ename!r} must map AU names to [min, max]")
         aus: dict[str, tuple[float, float]] = {}
