@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
+import numpy as np
 from bpy.props import (
     BoolProperty,
     CollectionProperty,
@@ -23,8 +26,27 @@ from .core import config as cfg
 
 def _addon_prefs(context=None):
     context = context or bpy.context
-    addon = context.preferences.addons.get(__package__)
+    prefs = getattr(context, "preferences", None) or bpy.context.preferences
+    addon = prefs.addons.get(__package__)
     return addon.preferences if addon else None
+
+
+def default_user_preset_dir() -> str:
+    """The extension's user folder when installed as an extension, else Blender's config folder."""
+    if __package__.startswith("bl_ext."):
+        try:
+            return bpy.utils.extension_path_user(__package__, path="presets", create=False)
+        except (ValueError, RuntimeError):
+            pass
+    return bpy.utils.user_resource("CONFIG", path="facsgen_presets", create=False)
+
+
+def user_preset_dir(context=None) -> str:
+    """Folder of the user's own presets (AddonPreferences ``user_preset_dir`` or the default)."""
+    prefs = _addon_prefs(context)
+    if prefs is not None and prefs.user_preset_dir:
+        return bpy.path.abspath(prefs.user_preset_dir)
+    return default_user_preset_dir()
 
 
 class FACSGEN_AddonPreferences(bpy.types.AddonPreferences):
@@ -58,24 +80,39 @@ class FACSGEN_AddonPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "default_output_dir")
         layout.prop(self, "render_device")
         layout.prop(self, "user_preset_dir")
+        if not self.user_preset_dir:
+            layout.label(text=f"Presets are saved in {default_user_preset_dir()}", icon="INFO")
+
+
+def _min_changed(self, _context):
+    if self.min > self.max:
+        self.max = self.min
+
+
+def _max_changed(self, _context):
+    if self.max < self.min:
+        self.min = self.max
 
 
 class FACSGEN_PG_au_range(bpy.types.PropertyGroup):
     au: StringProperty(name="AU", description="FACS action unit, e.g. AU12 or AU12_L")
-    min: FloatProperty(name="Min", description="Lowest intensity (0 = absent, 1 = FACS E)", min=0.0, max=1.0,
-                       default=0.0, subtype="FACTOR")
-    max: FloatProperty(name="Max", description="Highest intensity (0 = absent, 1 = FACS E)", min=0.0, max=1.0,
-                       default=1.0, subtype="FACTOR")
+    min: FloatProperty(name="Min", description="Lowest intensity of this AU for the emotion (0 = absent, "
+                       "1 = FACS E); raising it above Max raises Max", min=0.0, max=1.0,
+                       default=0.0, subtype="FACTOR", update=_min_changed)
+    max: FloatProperty(name="Max", description="Highest intensity of this AU for the emotion (0 = absent, "
+                       "1 = FACS E); lowering it below Min lowers Min", min=0.0, max=1.0,
+                       default=1.0, subtype="FACTOR", update=_max_changed)
 
 
 class FACSGEN_PG_emotion(bpy.types.PropertyGroup):
     name: StringProperty(name="Emotion")
     enabled: BoolProperty(name="Enabled", description="Generate samples of this emotion", default=True)
-    weight: FloatProperty(name="Weight", description="Share of the total sample count", min=0.0, default=1.0)
-    count: IntProperty(name="Count", description="Explicit number of samples (0 = share of the total by weight)",
+    weight: FloatProperty(name="Weight", description="Share of the total sample count (Sample Counts: Total by "
+                          "Weight)", min=0.0, default=1.0)
+    count: IntProperty(name="Count", description="Number of samples of this emotion (Sample Counts: Per Emotion)",
                        min=0, default=0)
     aus: CollectionProperty(type=FACSGEN_PG_au_range)
-    active_au_index: IntProperty(default=0)
+    active_au_index: IntProperty(name="Active AU", default=0)
 
 
 class FACSGEN_PG_settings(bpy.types.PropertyGroup):
@@ -85,8 +122,20 @@ class FACSGEN_PG_settings(bpy.types.PropertyGroup):
         poll=lambda self, obj: obj.type == "MESH",
     )
     preset: StringProperty(name="Preset", description="Preset the emotion table was loaded from", default="emfacs")
+    preset_source: StringProperty(
+        name="Preset Source", description="Bundled preset name or file the emotion table was loaded from "
+        "(used as is while the table still equals it)", default="",
+    )
     emotions: CollectionProperty(type=FACSGEN_PG_emotion)
-    active_emotion_index: IntProperty(default=0)
+    distribution: EnumProperty(
+        name="Sample Counts",
+        description="How many samples each enabled emotion gets",
+        items=(("weights", "Total by Weight", "Split the total sample count over the enabled emotions by weight "
+                "(equal weights: evenly, the remainder to the first ones)"),
+               ("counts", "Per Emotion", "An explicit number of samples for each enabled emotion")),
+        default="weights",
+    )
+    active_emotion_index: IntProperty(name="Active Emotion", default=0)
     sampling: EnumProperty(
         name="Sampling",
         items=(("random", "Random", "Uniform in each AU range, per sample"),
@@ -124,7 +173,21 @@ class FACSGEN_PG_settings(bpy.types.PropertyGroup):
     focal_length: FloatProperty(name="Focal Length", min=1.0, default=50.0, unit="CAMERA")
     camera_source: PointerProperty(name="Camera Source", type=bpy.types.Object)
     camera_vertex_group: StringProperty(name="Vertex Group")
-    preview_view: IntProperty(name="View", min=0, default=0)
+    preview_view: IntProperty(name="View", description="Camera view to show or jump to (0 = first)", min=0,
+                              default=0)
+    preview_emotion: EnumProperty(
+        name="Emotion", description="Emotion of the sample to preview",
+        items=tuple((e, e, f"Preview a {e} sample") for e in cfg.EMOTIONS),
+        default=cfg.EMOTIONS[0],
+    )
+    preview_index: IntProperty(
+        name="Sample", description="Index of the sample within that emotion, posed exactly as the dataset "
+        "would pose it (same seed logic)", min=0, default=0,
+    )
+    show_landmark_indices: BoolProperty(
+        name="Show Indices", description="Draw the landmark numbers beside the previewed landmarks",
+        default=False,
+    )
     # lighting
     lighting: EnumProperty(
         name="Lighting",
@@ -157,6 +220,24 @@ class FACSGEN_PG_settings(bpy.types.PropertyGroup):
     status: StringProperty(default="", options={"SKIP_SAVE"})
 
 
+def settings_as_dict(settings: FACSGEN_PG_settings) -> dict:
+    """Every stored setting as plain Python (for comparisons, e.g. after a .blend round trip)."""
+    def conv(v):
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, bpy.types.ID):
+            return v.name
+        if isinstance(v, bpy.types.bpy_prop_collection):
+            return [conv(i) for i in v]
+        if hasattr(v, "bl_rna"):
+            return {k: conv(getattr(v, k)) for k in v.bl_rna.properties.keys() if k != "rna_type"}
+        if hasattr(v, "__len__") and not isinstance(v, str):
+            return list(v)
+        return v
+
+    return conv(settings)
+
+
 CLASSES = (
     FACSGEN_AddonPreferences,
     FACSGEN_PG_au_range,
@@ -178,24 +259,77 @@ def unregister_properties():
 
 
 def load_preset_into(settings: FACSGEN_PG_settings, preset: cfg.Preset) -> None:
-    """Replace the emotion table with ``preset`` (all 8 emotions listed, in order)."""
+    """Replace the emotion table's AU ranges with ``preset`` (all 8 emotions listed, in order).
+
+    Emotions the preset lists keep their enable / count / weight when the table already
+    had them (those are generation settings, not part of a preset); emotions it does not
+    list are disabled and get no AUs.
+    """
+    old = {e.name: (e.enabled, e.weight, e.count) for e in settings.emotions}
+    active = settings.active_emotion_index
     settings.emotions.clear()
     for name in cfg.EMOTIONS:
         item = settings.emotions.add()
         item.name = name
         spec = preset.emotions.get(name)
-        item.enabled = spec is not None
+        enabled, weight, count = old.get(name, (True, 1.0, 0))
+        item.enabled = enabled and spec is not None
+        item.weight, item.count = weight, count
         for au, (lo, hi) in (spec.aus.items() if spec else ()):
             r = item.aus.add()
             r.au = au
-            r.min, r.max = lo, hi
+            r.max = hi  # max first: the update callbacks keep min <= max
+            r.min = lo
+            r.max = hi
+    settings.active_emotion_index = min(max(active, 0), len(settings.emotions) - 1)
     settings.preset = preset.name
+    settings.preset_source = _source_key(preset.source)
+
+
+def _f(x: float) -> float:
+    """A float property's value as the decimal the user typed: Blender stores single precision
+    (0.55 -> 0.550000011920929); the shortest decimal that gives the same float32 is what was meant."""
+    return float(str(np.float32(x)))
+
+
+def _source_key(source: str) -> str:
+    """A bundled preset's name (``emfacs``), else the file path the preset came from ("" if none)."""
+    if not source:
+        return ""
+    p = Path(source)
+    try:
+        if p.is_file() and p.resolve().parent == cfg.PRESET_DIR.resolve():
+            return p.stem
+    except OSError:
+        return ""
+    return str(p) if p.is_file() else ""
+
+
+def _table(settings, names=None) -> dict:
+    return {e.name: {r.au: (_f(r.min), _f(r.max)) for r in e.aus}
+            for e in settings.emotions if names is None or e.name in names or e.aus or e.enabled}
+
+
+def source_preset(settings: FACSGEN_PG_settings) -> tuple[str, cfg.Preset] | None:
+    """(key, preset) of the file the table was loaded from, while the table still equals it exactly."""
+    key = settings.preset_source
+    if not key:
+        return None
+    try:
+        preset = cfg.load_preset(key)
+    except cfg.ConfigError:
+        return None
+    file_table = {e: dict(spec.aus) for e, spec in preset.emotions.items()}
+    if _table(settings, names=set(file_table)) != file_table:
+        return None
+    return key, preset
 
 
 def preset_from_settings(settings: FACSGEN_PG_settings, name: str | None = None) -> cfg.Preset:
     data = {
         "name": name or settings.preset or "custom",
-        "emotions": {e.name: {r.au: [r.min, r.max] for r in e.aus} for e in settings.emotions},
+        # single precision back to the decimals a preset is written in (same ranges, same samples)
+        "emotions": {e.name: {r.au: [_f(r.min), _f(r.max)] for r in e.aus} for e in settings.emotions},
     }
     return cfg.preset_from_dict(data, source="scene settings")
 
@@ -208,23 +342,48 @@ def ensure_emotions(settings: FACSGEN_PG_settings) -> None:
 def to_config(settings: FACSGEN_PG_settings, out: str | None = None) -> tuple[cfg.GenerationConfig, cfg.Preset]:
     """Scene settings -> (GenerationConfig, Preset); raises ConfigError on bad values."""
     ensure_emotions(settings)
-    preset = preset_from_settings(settings)
+    src = source_preset(settings)
+    if src is not None:  # unchanged bundled/user preset: the same config as `facsgen generate --preset KEY`
+        preset_key, preset = src
+    else:
+        preset = preset_from_settings(settings)
+        preset_key = preset.name
     enabled = tuple(e.name for e in settings.emotions if e.enabled)
     if not enabled:
         raise cfg.ConfigError("no emotion is enabled")
-    counts = {e.name: e.count for e in settings.emotions if e.enabled and e.count > 0}
-    weights = {e.name: e.weight for e in settings.emotions if e.enabled}
+    if settings.distribution == "counts":
+        counts = {e.name: e.count for e in settings.emotions if e.enabled}
+        zero = [name for name, n in counts.items() if n < 1]
+        if zero:
+            raise cfg.ConfigError(f"per-emotion counts: {', '.join(zero)} enabled with a count of 0 "
+                                  "(give a count or disable it)")
+        weights: dict[str, float] = {}
+        total = sum(counts.values())
+    else:
+        counts = {}
+        weights = {e.name: _f(e.weight) for e in settings.emotions if e.enabled}
+        if sum(weights.values()) <= 0:
+            raise cfg.ConfigError("every enabled emotion has weight 0")
+        if len(set(weights.values())) == 1:
+            weights = {}  # equal weights = the CLI's even split: keep the config identical to `facsgen generate`
+        total = settings.count
+    prefs = _addon_prefs()
     out_dir = out or (bpy.path.abspath(settings.output_dir) if settings.output_dir else "")
     if not out_dir:
-        prefs = _addon_prefs()
         out_dir = bpy.path.abspath(prefs.default_output_dir) if prefs else ""
     if not out_dir:
-        raise cfg.ConfigError("no output folder set")
+        raise cfg.ConfigError("no output folder set (Render & Output > Output)")
+    if out_dir.startswith("//"):  # relative to an unsaved .blend: bpy.path.abspath left it as is
+        raise cfg.ConfigError(f"output folder {out_dir!r} is relative to the .blend file, which is not saved yet: "
+                              "save the file or choose an absolute folder")
+    device = settings.device
+    if device == "auto" and prefs is not None and prefs.render_device != "AUTO":
+        device = prefs.render_device.lower()
     conf = cfg.GenerationConfig(
         out=out_dir,
-        count=sum(counts.values()) if len(counts) == len(enabled) else settings.count,
+        count=total,
         seed=settings.seed,
-        preset=preset.name,
+        preset=preset_key,
         emotions=enabled,
         emotion_counts=counts,
         emotion_weights=weights,
@@ -237,18 +396,18 @@ def to_config(settings: FACSGEN_PG_settings, out: str | None = None) -> tuple[cf
         camera=cfg.CameraConfig(
             layout=settings.camera_layout,
             views=settings.views,
-            yaw_range=(settings.yaw_min, settings.yaw_max),
-            pitch_range=(settings.pitch_min, settings.pitch_max),
-            distance=settings.distance or None,
-            face_fraction=settings.face_fraction,
-            roll_jitter=settings.roll_jitter,
-            focal_length=settings.focal_length,
+            yaw_range=(_f(settings.yaw_min), _f(settings.yaw_max)),
+            pitch_range=(_f(settings.pitch_min), _f(settings.pitch_max)),
+            distance=_f(settings.distance) or None,
+            face_fraction=_f(settings.face_fraction),
+            roll_jitter=_f(settings.roll_jitter),
+            focal_length=_f(settings.focal_length),
             source_object=settings.camera_source.name if settings.camera_source else None,
             vertex_group=settings.camera_vertex_group or None,
         ),
         render=cfg.RenderConfig(
             engine=settings.engine,
-            device=settings.device,
+            device=device,
             resolution=(settings.resolution_x, settings.resolution_y),
             resolution_percentage=settings.resolution_percentage,
             samples=settings.samples,

@@ -112,7 +112,7 @@ INSTALL_SCRIPT = textwrap.dedent(
     prefs = bpy.context.preferences.addons[mod_name].preferences
     out["prefs"] = type(prefs).__name__
     # run a real operator from the installed copy
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.read_homefile(use_empty=True)  # keeps preferences (factory settings would disable it)
     bpy.ops.facsgen.add_builtin_head()
     out["head"] = [o.name for o in bpy.context.scene.objects if o.type == "MESH"]
     print("RESULT" + json.dumps(out))
@@ -159,6 +159,7 @@ def test_register_unregister_register(addon):
     try:
         assert not hasattr(bpy.types.Scene, "facsgen")
         assert not [n for n in dir(bpy.types) if n.startswith("FACSGEN_")]
+        assert not any(c.is_registered for c in registration.CLASSES)
         assert not _our_menu_funcs(bpy, "VIEW3D_MT_mesh_add")
         assert not _our_menu_funcs(bpy, "TOPBAR_MT_render")
         assert not any(getattr(h, "__module__", "").startswith(PKG)
@@ -166,7 +167,7 @@ def test_register_unregister_register(addon):
     finally:
         registration.register()
     assert hasattr(bpy.types.Scene, "facsgen")
-    assert len([n for n in dir(bpy.types) if n.startswith("FACSGEN_")]) >= n_classes - 1
+    assert all(c.is_registered for c in registration.CLASSES)
     assert len(_our_menu_funcs(bpy, "VIEW3D_MT_mesh_add")) == 1
     # every class name follows FACSGEN_<KIND>_name and operators' bl_idname matches
     for cls in registration.CLASSES:
