@@ -51,7 +51,7 @@ def worker_args(argv: list[str], out: str) -> list[str]:
     return ["--out", str(Path(out).resolve()), *res]
 
 
-def _run_shard(args: list[str], k: int, n: int, out: str, attempt_log: bool = True) -> dict:
+def _run_shard(args: list[str], k: int, n: int, out: str, threads: int | None = None) -> dict:
     """Body of the Ray task: one ``facsgen generate --shard k/n --resume`` process."""
     cmd = [sys.executable, "-m", "facs_dataset_generator.cli", "generate", *args,
            "--shard", f"{k}/{n}", "--resume", "--quiet"]
@@ -59,7 +59,10 @@ def _run_shard(args: list[str], k: int, n: int, out: str, attempt_log: bool = Tr
     pid_dir.mkdir(parents=True, exist_ok=True)
     pid_file = pid_dir / f"shard-{k}.pid"
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(os.environ)
+    if threads:
+        env["FACSGEN_RENDER_THREADS"] = str(threads)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     pid_file.write_text(str(proc.pid))
     try:
         output, _ = proc.communicate()
@@ -137,7 +140,8 @@ def run(ns, argv: list[str]) -> int:
         task = ray.remote(max_retries=ns.ray_retries, retry_exceptions=True)(_run_shard).options(**opts)
         print(f"[ray] {n} shards on {cpus} CPUs / {gpus} GPUs ({'1 GPU' if gpus else f'{cpus_per_shard} CPU'}"
               f" per shard), {total} samples -> {out}", flush=True)
-        pending = {task.remote(args, k, n, str(out)): k for k in range(n)}
+        threads = None if gpus else cpus_per_shard
+        pending = {task.remote(args, k, n, str(out), threads): k for k in range(n)}
         t0 = time.time()
         start_done = _count_done(out)
         shards_done = 0

@@ -1,0 +1,455 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Scene handling for a generation run: the run's own camera and world, render settings,
+Cycles device choice, and an exact restore of the user's scene afterwards.
+
+Everything the run changes goes through :class:`SceneState`: it records the old value of
+each RNA property the first time it is set, snapshots what the character adapter may move
+(shape-key values, object transforms, pose bones, material inputs), and removes the
+datablocks it created. :meth:`SceneState.restore` puts everything back.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..core import cameras
+from ..core.config import ConfigError
+
+CAMERA_NAME = "FACSGEN Camera"
+WORLD_NAME = "FACSGEN World"
+_RIG_PREFIXES = ("facs_rig_",)  # MB-Lab FACS slider widgets: never rendered
+
+
+class SceneState:
+    """Records changes to the user's scene so that :meth:`restore` undoes them."""
+
+    def __init__(self, scene: bpy.types.Scene):
+        self.scene = scene
+        self._props: list[tuple[object, str, object]] = []
+        self._seen: set[tuple[int, str]] = set()
+        self._created: list[bpy.types.ID] = []
+        self._shape_keys: list[tuple[bpy.types.Key, np.ndarray]] = []
+        self._objects: list[tuple[bpy.types.Object, object]] = []
+        self._pose: list[tuple[bpy.types.PoseBone, tuple]] = []
+        self._sockets: list[tuple[object, object]] = []
+        self._callbacks: list[tuple[object, tuple]] = []
+        self._idprops: list[tuple[object, str, object]] = []
+        self.restored = False
+
+    def on_restore(self, func, *args) -> None:
+        """Call ``func(*args)`` first thing in :meth:`restore` (e.g. an adapter's restore_state)."""
+        self._callbacks.append((func, args))
+
+    # ---------------------------------------------------------------- properties
+    def set(self, owner, attr: str, value) -> None:
+        """``setattr(owner, attr, value)``, remembering the first old value."""
+        key = (owner.as_pointer() if hasattr(owner, "as_pointer") else id(owner), attr)
+        if key not in self._seen:
+            self._seen.add(key)
+            old = getattr(owner, attr)
+            if hasattr(old, "copy") and not isinstance(old, bpy.types.ID):
+                old = old.copy()
+            self._props.append((owner, attr, old))
+        setattr(owner, attr, value)
+
+    def created(self, idblock):
+        self._created.append(idblock)
+        return idblock
+
+    # ---------------------------------------------------------------- character snapshot
+    def snapshot_character(self, obj: bpy.types.Object) -> None:
+        """Snapshot what posing the character can change: shape keys of every mesh in the
+        scene, every object's transform (rig sliders), the armature's pose bones, and the
+        unlinked inputs of the character's material nodes (skin tone)."""
+        for ob in self.scene.objects:
+            self._objects.append((ob, ob.matrix_basis.copy()))
+            key = ob.data.shape_keys if ob.type == "MESH" and ob.data is not None else None
+            if key is not None and key.key_blocks:
+                vals = np.empty(len(key.key_blocks), dtype=np.float32)
+                key.key_blocks.foreach_get("value", vals)
+                self._shape_keys.append((key, vals))
+            if ob.type == "ARMATURE" and ob.pose is not None:
+                for pb in ob.pose.bones:
+                    self._pose.append((pb, (pb.location.copy(), pb.rotation_quaternion.copy(),
+                                            pb.rotation_euler.copy(), pb.scale.copy())))
+        for slot in obj.material_slots:
+            mat = slot.material
+            if mat is None or mat.node_tree is None:
+                continue
+            for node in mat.node_tree.nodes:
+                for sock in node.inputs:
+                    if sock.is_linked or not hasattr(sock, "default_value"):
+                        continue
+                    v = sock.default_value
+                    self._sockets.append((sock, tuple(v) if hasattr(v, "__len__") else v))
+        self.set(obj, "color", tuple(obj.color))
+        # simple custom properties (e.g. the built-in head's skin tone, read by its material)
+        self._idprops = [(obj, k, obj[k]) for k in obj.keys() if isinstance(obj[k], (int, float, str))]
+
+    # ---------------------------------------------------------------- restore
+    def restore(self) -> None:
+        if self.restored:
+            return
+        self.restored = True
+        for func, args in reversed(self._callbacks):
+            try:
+                func(*args)
+            except (ReferenceError, AttributeError, KeyError, ValueError):
+                pass
+        for owner, attr, old in reversed(self._props):
+            try:
+                setattr(owner, attr, old)
+            except (ReferenceError, AttributeError, TypeError, ValueError):
+                pass
+        for key, vals in self._shape_keys:
+            try:
+                key.key_blocks.foreach_set("value", vals)
+            except ReferenceError:
+                pass
+        for ob, mb in self._objects:
+            try:
+                if ob.matrix_basis != mb:
+                    ob.matrix_basis = mb
+            except ReferenceError:
+                pass
+        for pb, (loc, quat, eul, scale) in self._pose:
+            try:
+                pb.location, pb.rotation_quaternion, pb.rotation_euler, pb.scale = loc, quat, eul, scale
+            except ReferenceError:
+                pass
+        for ob, k, v in self._idprops:
+            try:
+                if ob.get(k) != v:
+                    ob[k] = v
+                    ob.update_tag()
+            except (ReferenceError, TypeError):
+                pass
+        for sock, v in self._sockets:
+            try:
+                sock.default_value = v
+            except (ReferenceError, TypeError, ValueError):
+                pass
+        for idb in reversed(self._created):
+            try:
+                coll = _collection_of(idb)
+                if coll is not None and idb.name in coll:
+                    coll.remove(idb)
+            except ReferenceError:
+                pass
+        for key, _vals in self._shape_keys:
+            try:
+                key.user.update_tag()
+            except (ReferenceError, AttributeError):
+                pass
+        try:
+            bpy.context.view_layer.update()
+        except Exception:
+            pass
+
+
+def _collection_of(idb):
+    if isinstance(idb, bpy.types.Object):
+        return bpy.data.objects
+    if isinstance(idb, bpy.types.Camera):
+        return bpy.data.cameras
+    if isinstance(idb, bpy.types.World):
+        return bpy.data.worlds
+    if isinstance(idb, bpy.types.Image):
+        return bpy.data.images
+    if isinstance(idb, bpy.types.Mesh):
+        return bpy.data.meshes
+    if isinstance(idb, bpy.types.Material):
+        return bpy.data.materials
+    return None
+
+
+# --------------------------------------------------------------------------- render settings
+
+
+def _eevee_engine_id() -> str:
+    items = {e.identifier for e in bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items}
+    for cand in ("BLENDER_EEVEE_NEXT", "BLENDER_EEVEE"):
+        if cand in items:
+            return cand
+    return "BLENDER_EEVEE"
+
+
+def gpu_devices_available(configure: bool = True) -> bool:
+    """True when Cycles has a GPU compute device; with ``configure`` and none enabled,
+    enables the devices of the first backend that has any (OPTIX, CUDA, HIP, METAL, ONEAPI)."""
+    try:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+    except (KeyError, AttributeError):
+        return False
+    try:
+        if prefs.compute_device_type != "NONE":
+            prefs.refresh_devices()
+            if any(d.use and d.type != "CPU" for d in prefs.devices):
+                return True
+        if not configure:
+            return False
+        for backend in ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI"):
+            try:
+                prefs.compute_device_type = backend
+            except TypeError:
+                continue
+            prefs.refresh_devices()
+            gpus = [d for d in prefs.devices if d.type == backend]
+            if gpus:
+                for d in gpus:
+                    d.use = True
+                return True
+        prefs.compute_device_type = "NONE"
+    except Exception:
+        return False
+    return False
+
+
+def choose_device(device: str, state: SceneState | None = None) -> str:
+    """'CPU' or 'GPU' for Cycles from 'cpu' | 'gpu' | 'auto' (ConfigError: 'gpu' without one)."""
+    device = (device or "auto").lower()
+    if device == "cpu":
+        return "CPU"
+    prefs = None
+    try:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+    except (KeyError, AttributeError):
+        pass
+    if prefs is not None and state is not None:
+        state.set(prefs, "compute_device_type", prefs.compute_device_type)
+    has_gpu = gpu_devices_available(configure=True)
+    if device == "gpu" and not has_gpu:
+        raise ConfigError("--device gpu: no Cycles GPU compute device is available (CUDA/OptiX/HIP/Metal/oneAPI)")
+    return "GPU" if has_gpu else "CPU"
+
+
+def apply_render_settings(scene: bpy.types.Scene, rc, state: SceneState) -> str:
+    """Apply the run's RenderConfig to ``scene`` (through ``state``); returns the device used."""
+    r = scene.render
+    engine = rc.engine
+    if engine not in ("CYCLES", "BLENDER_EEVEE_NEXT", "BLENDER_EEVEE"):
+        raise ConfigError(f"unknown render engine {engine!r} (expected CYCLES or BLENDER_EEVEE_NEXT)")
+    if engine != "CYCLES":
+        engine = _eevee_engine_id()
+    state.set(r, "engine", engine)
+    w, h = (int(v) for v in rc.resolution)
+    state.set(r, "resolution_x", w)
+    state.set(r, "resolution_y", h)
+    state.set(r, "resolution_percentage", int(rc.resolution_percentage))
+    state.set(r, "use_border", False)
+    state.set(r, "use_file_extension", False)
+    state.set(r, "use_compositing", False)
+    state.set(r, "use_sequencer", False)
+    state.set(r, "film_transparent", False)
+    state.set(r, "use_persistent_data", True)
+    state.set(r, "use_lock_interface", True)
+    threads = os.environ.get("FACSGEN_RENDER_THREADS", "").strip()
+    if threads:  # set by the Ray driver: a CPU shard renders with its CPU budget, not every core
+        if not threads.isdigit() or int(threads) < 1:
+            raise ConfigError(f"FACSGEN_RENDER_THREADS must be a positive integer, got {threads!r}")
+        state.set(r, "threads_mode", "FIXED")
+        state.set(r, "threads", int(threads))
+    img = r.image_settings
+    try:
+        state.set(img, "media_type", "IMAGE")
+    except (AttributeError, TypeError):
+        pass
+    state.set(img, "file_format", "PNG")
+    state.set(img, "color_mode", "RGB")
+    state.set(img, "color_depth", "8")
+    state.set(img, "compression", 15)
+    device = "CPU"
+    if engine == "CYCLES":
+        c = scene.cycles
+        device = choose_device(rc.device, state)
+        state.set(c, "device", device)
+        state.set(c, "samples", int(rc.samples))
+        state.set(c, "use_denoising", bool(rc.denoise))
+        if hasattr(c, "use_animated_seed"):
+            state.set(c, "use_animated_seed", False)
+        state.set(c, "seed", 0)
+    else:
+        ee = scene.eevee
+        if hasattr(ee, "taa_render_samples"):
+            state.set(ee, "taa_render_samples", int(rc.samples))
+        device = "GPU"
+    return device
+
+
+# --------------------------------------------------------------------------- camera
+
+
+def make_camera(scene: bpy.types.Scene, cc, state: SceneState) -> bpy.types.Object:
+    """The run's own perspective camera, linked to the scene and made active."""
+    if cc.sensor_fit not in cameras.SENSOR_FITS:
+        raise ConfigError(f"unknown sensor fit {cc.sensor_fit!r} (expected one of: {', '.join(cameras.SENSOR_FITS)})")
+    data = state.created(bpy.data.cameras.new(CAMERA_NAME))
+    data.type = "PERSP"
+    data.lens_unit = "MILLIMETERS"
+    data.lens = float(cc.focal_length)
+    data.sensor_width = float(cc.sensor_width)
+    data.sensor_height = float(cc.sensor_width) * 24.0 / 36.0
+    data.sensor_fit = cc.sensor_fit
+    data.clip_start = 0.01
+    data.clip_end = 100.0
+    ob = state.created(bpy.data.objects.new(CAMERA_NAME, data))
+    scene.collection.objects.link(ob)
+    state.set(scene, "camera", ob)
+    return ob
+
+
+def camera_intrinsics(cam_ob: bpy.types.Object, scene: bpy.types.Scene) -> tuple[np.ndarray, int, int]:
+    """K, width, height read from the actual Blender camera and render settings."""
+    cam = cam_ob.data
+    if cam.type != "PERSP":
+        raise ConfigError(f"camera {cam_ob.name!r} is {cam.type}; only perspective cameras are supported")
+    r = scene.render
+    lens = cam.lens if cam.lens_unit == "MILLIMETERS" else (0.5 * cam.sensor_width / math.tan(cam.angle / 2.0))
+    return cameras.intrinsics(
+        lens, cam.sensor_width, cam.sensor_height, cam.sensor_fit, r.resolution_x, r.resolution_y,
+        r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y, cam.shift_x, cam.shift_y,
+    )
+
+
+def set_matrix_world(ob: bpy.types.Object, m: np.ndarray) -> None:
+    import mathutils
+
+    ob.matrix_world = mathutils.Matrix(np.asarray(m, dtype=np.float64).tolist())
+
+
+def object_vertex_positions(scene: bpy.types.Scene, name: str, group: str | None) -> np.ndarray:
+    """World positions of an object's vertices (optionally only those in ``group``): the
+    camera positions of layout ``object``."""
+    ob = scene.objects.get(name) or bpy.data.objects.get(name)
+    if ob is None:
+        raise ConfigError(f"camera source object {name!r} not found")
+    if ob.type != "MESH":
+        raise ConfigError(f"camera source object {name!r} is a {ob.type}, not a mesh")
+    me = ob.data
+    n = len(me.vertices)
+    co = np.empty(n * 3, dtype=np.float64)
+    me.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    if group:
+        vg = ob.vertex_groups.get(group)
+        if vg is None:
+            raise ConfigError(f"object {name!r} has no vertex group {group!r} "
+                              f"(it has: {', '.join(g.name for g in ob.vertex_groups) or 'none'})")
+        keep = np.zeros(n, dtype=bool)
+        for v in me.vertices:  # once per run, not per sample
+            for g in v.groups:
+                if g.group == vg.index and g.weight > 0:
+                    keep[v.index] = True
+        co = co[keep]
+    if len(co) == 0:
+        raise ConfigError(f"camera source {name!r}{' / ' + group if group else ''} has no vertices")
+    m = np.array(ob.matrix_world, dtype=np.float64)
+    return co @ m[:3, :3].T + m[:3, 3]
+
+
+# --------------------------------------------------------------------------- lighting
+
+
+def hdri_folder() -> Path | None:
+    p = bpy.utils.system_resource("DATAFILES", path="studiolights/world")
+    return Path(p) if p and Path(p).is_dir() else None
+
+
+def available_hdris(names=()) -> dict[str, Path]:
+    """Blender's bundled studio HDRIs (name -> path), optionally only ``names``."""
+    folder = hdri_folder()
+    found = {p.stem: p for p in sorted(folder.glob("*.exr"))} if folder else {}
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise ConfigError(f"studio HDRI(s) not found: {', '.join(missing)} "
+                              f"(available: {', '.join(found) or 'none'})")
+        found = {n: found[n] for n in names}
+    return found
+
+
+class HdriWorld:
+    """The run's world: Environment Texture (rotated about Z) -> Background (strength)."""
+
+    def __init__(self, scene: bpy.types.Scene, hdris: dict[str, Path], state: SceneState):
+        if not hdris:
+            raise ConfigError("no studio HDRI found in Blender's datafiles/studiolights/world; use --lighting scene")
+        world = state.created(bpy.data.worlds.new(WORLD_NAME))
+        if world.node_tree is None:  # Blender < 5: node trees are opt-in
+            world.use_nodes = True
+        nt = world.node_tree
+        nt.nodes.clear()
+        coord = nt.nodes.new("ShaderNodeTexCoord")
+        mapping = nt.nodes.new("ShaderNodeMapping")
+        env = nt.nodes.new("ShaderNodeTexEnvironment")
+        bg = nt.nodes.new("ShaderNodeBackground")
+        outn = nt.nodes.new("ShaderNodeOutputWorld")
+        nt.links.new(coord.outputs["Generated"], mapping.inputs["Vector"])
+        nt.links.new(mapping.outputs["Vector"], env.inputs["Vector"])
+        nt.links.new(env.outputs["Color"], bg.inputs["Color"])
+        nt.links.new(bg.outputs["Background"], outn.inputs["Surface"])
+        self.images: dict[str, bpy.types.Image] = {}
+        existing = {im.filepath for im in bpy.data.images}
+        for name, path in hdris.items():
+            im = bpy.data.images.load(str(path), check_existing=True)
+            if str(path) not in existing:
+                state.created(im)
+            self.images[name] = im
+        # Cycles rebuilds the world's importance map whenever the world changes (once per
+        # expression here): 256x256 costs ~50 ms on 2 cores, "AUTOMATIC" (the HDRI's own
+        # 1024x512) ~1.4 s per render.
+        if hasattr(world, "cycles"):
+            world.cycles.sampling_method = "MANUAL"
+            world.cycles.sample_map_resolution = 256
+        self.world, self.env, self.bg, self.mapping = world, env, bg, mapping
+        self._current = (None, None, None)
+        state.set(scene, "world", world)
+
+    def set(self, name: str, rotation_deg: float, strength: float) -> None:
+        if self._current == (name, rotation_deg, strength):
+            return
+        if self._current[0] != name:
+            self.env.image = self.images[name]
+        self.mapping.inputs["Rotation"].default_value[2] = math.radians(rotation_deg)
+        self.bg.inputs["Strength"].default_value = float(strength)
+        self._current = (name, rotation_deg, strength)
+
+
+def character_family(obj: bpy.types.Object) -> set[str]:
+    """Names of the objects that belong to the character: the hierarchy under its top-most
+    parent (e.g. an MB-Lab armature with the body, eyes, teeth, hair), and the armature
+    that deforms it."""
+    root = obj
+    while root.parent is not None:
+        root = root.parent
+    names = {root.name, obj.name, *(c.name for c in root.children_recursive)}
+    arm = obj.find_armature()
+    if arm is not None:
+        names.add(arm.name)
+        names.update(c.name for c in arm.children_recursive)
+    return names
+
+
+def isolate_character(scene: bpy.types.Scene, obj: bpy.types.Object, keep_lights: bool,
+                      state: SceneState) -> list[str]:
+    """Hide from the render everything that is not the character (and, with scene
+    lighting, its lights): another object in front of the face would hide landmarks that
+    the labels call visible. MB-Lab's FACS slider widgets are hidden too. Returns the names
+    hidden (restored by ``state``)."""
+    family = character_family(obj)
+    hidden = []
+    for ob in scene.objects:
+        if ob.type == "CAMERA" or ob.hide_render:
+            continue
+        keep = ob.name in family and not ob.name.lower().startswith(_RIG_PREFIXES)
+        if ob.type == "LIGHT":
+            keep = keep_lights
+        if not keep:
+            state.set(ob, "hide_render", True)
+            hidden.append(ob.name)
+    return hidden
