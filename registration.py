@@ -35,6 +35,7 @@ def unregister():
     from . import cli
 
     cli.unregister_blender_command()
+    operators.landmarks.unregister_draw_handlers()
     panels.unregister_menus()
     settings.unregister_properties()
     for cls in reversed(CLASSES):

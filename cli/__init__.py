@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("out", metavar="DIR", help="dataset folder")
     v.add_argument("--rebuild-index", action="store_true",
                    help="rebuild index.csv / index.parquet from the per-sample CSVs first")
+    from . import automap as _automap
+
+    _automap.add_parser(sub)
+    m = sub.add_parser("merge", formatter_class=fmt, help="merge shard folders into one dataset",
+                       description="Merge datasets rendered into separate folders (e.g. --shard K/N runs with "
+                                   "different --out) into OUT; their configurations must agree.")
+    m.add_argument("out", metavar="OUT", help="merged dataset folder (created if missing)")
+    m.add_argument("sources", nargs="+", metavar="SRC", help="dataset folders to merge")
     return p
 
 
@@ -296,6 +304,20 @@ def run(ns: argparse.Namespace) -> int:
                 print(f"{PROG} validate: ... and {len(problems) - 50} more problems", file=sys.stderr)
             return 1
         print(f"{PROG} validate: OK ({dataset.count_samples(ns.out)} samples in {ns.out})")
+        return 0
+    if ns.command == "automap":
+        from . import automap as _automap
+
+        return _automap.run(ns)
+    if ns.command == "merge":
+        from ..core import dataset
+
+        try:
+            n = dataset.merge_datasets(ns.sources, ns.out)
+        except cfg.ConfigError as exc:
+            print(f"{PROG} merge: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"{PROG} merge: {n} samples in {ns.out}")
         return 0
     if ns.command == "generate":
         from ..pipeline import runner

@@ -23,6 +23,46 @@ N_LANDMARKS = 468
 FORMAT_VERSION = 1
 MAP_DIR = Path(__file__).resolve().parent
 
+#: The inter-ocular distance used for every accuracy figure: ``||p[33] - p[263]||``
+#: (outer eye corners, subject's right / left).
+IOD_PAIR = (33, 263)
+
+#: MediaPipe Face Mesh regions (landmark indices of ``mediapipe.solutions.face_mesh_connections``;
+#: "LEFT" is the subject's own left, which is image right in a frontal view).
+REGIONS: dict[str, tuple[int, ...]] = {
+    "face_oval": (10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251,
+                  284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454),
+    "left_eye": (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466),
+    "right_eye": (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246),
+    "left_eyebrow": (276, 282, 283, 285, 293, 295, 296, 300, 334, 336),
+    "right_eyebrow": (46, 52, 53, 55, 63, 65, 66, 70, 105, 107),
+    "lips": (0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267, 269,
+             270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415),
+    "nose": (1, 2, 4, 5, 6, 19, 45, 48, 64, 94, 97, 98, 115, 168, 195, 197, 220, 275, 278, 294, 326, 327, 344, 440),
+}
+
+# Left/right mirror pairs of the canonical mesh (exact: mirrored positions coincide). Landmarks 248..467
+# are the subject's left-side partners of these right-side ones; the 28 others lie on the midline.
+_MIRROR_RIGHT = (
+    3, 7, *range(20, 94), *range(95, 151), *range(153, 164), *range(165, 168), *range(169, 175),
+    *range(176, 195), 196, 198, *range(201, 248),
+)
+
+
+def mirror_permutation() -> np.ndarray:
+    """(468,) int: ``perm[i]`` is the landmark at the mirror position of landmark ``i``."""
+    perm = np.arange(N_LANDMARKS)
+    right = np.asarray(_MIRROR_RIGHT)
+    left = np.arange(248, N_LANDMARKS)
+    perm[right], perm[left] = left, right
+    return perm
+
+
+def inter_ocular_distance(points: np.ndarray) -> float:
+    """``||p[33] - p[263]||`` of (468, D) landmark positions."""
+    points = np.asarray(points, dtype=np.float64)
+    return float(np.linalg.norm(points[IOD_PAIR[0]] - points[IOD_PAIR[1]]))
+
 
 class LandmarkMapError(ValueError):
     """A map is malformed or does not belong to the mesh it is applied to."""
@@ -130,14 +170,33 @@ def shipped_maps() -> list[Path]:
     return sorted(MAP_DIR.glob("*.json"))
 
 
+_load_cache: dict[Path, tuple[tuple[int, int], LandmarkMap | None]] = {}
+
+
+def load_cached(path: str | Path) -> LandmarkMap | None:
+    """``LandmarkMap.load`` memoised on (mtime, size); None for an unreadable/malformed file."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _load_cache.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        m = LandmarkMap.load(path)
+    except LandmarkMapError:
+        m = None
+    _load_cache[path] = (key, m)
+    return m
+
+
 def find_shipped_map(fp: dict, extra_dirs=()) -> LandmarkMap | None:
     """The first map in this folder (or ``extra_dirs``) whose fingerprint matches."""
     for d in (MAP_DIR, *map(Path, extra_dirs)):
         for p in sorted(Path(d).glob("*.json")):
-            try:
-                m = LandmarkMap.load(p)
-            except LandmarkMapError:
-                continue
-            if m.fingerprint == fp:
+            m = load_cached(p)
+            if m is not None and m.fingerprint == fp:
                 return m
     return None

@@ -93,3 +93,21 @@ def test_killed_shard_is_retried_without_duplicates(single_process_run, tmp_path
     assert len(names) == 10 == len(set(names))
     assert not list(out.rglob("*.tmp*")), "partial files left behind"
     assert _facsgen("validate", str(out)).returncode == 0
+
+
+@pytest.mark.slow
+def test_job_array_shards_in_separate_folders_merge(single_process_run, tmp_path):
+    """The SLURM-style path: shards rendered into separate folders, then ``facsgen merge``."""
+    parts = []
+    for k in range(2):
+        part = tmp_path / f"part{k}"
+        r = _facsgen("generate", "--out", str(part), *SMALL, "--shard", f"{k}/2", "--quiet")
+        assert r.returncode == 0, r.stderr[-2000:]
+        parts.append(str(part))
+    merged = tmp_path / "merged"
+    r = _facsgen("merge", str(merged), *parts)
+    assert r.returncode == 0, r.stderr
+    assert _csvs(merged) == _csvs(single_process_run)
+    assert _facsgen("validate", str(merged)).returncode == 0
+    bad = _facsgen("merge", str(tmp_path / "m2"), str(tmp_path / "nope"))
+    assert bad.returncode == 2 and "no dataset.json" in bad.stderr
