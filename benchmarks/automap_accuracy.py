@@ -8,7 +8,9 @@ Prints, as fractions of the inter-ocular distance ||p33 - p263||:
 * MB-Lab test characters (../shared/data/mblab): share of each region's landmarks inside its expected
   zone (relative to the mesh's own eyeballs), and the map's mean confidence.
 
-Usage: ``python benchmarks/automap_accuracy.py [--views N] [--resolution N] [--skip-mblab]``
+Usage: ``python benchmarks/automap_accuracy.py [--views N] [--resolution N] [--skip-mblab] [--skip-retopo]
+[--no-refine] [--track-passes N] [--fusion triangulate|surface]`` (the last three switch back to the
+earlier method, for before/after figures: ``--no-refine --track-passes 0 --fusion surface``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--skip-mblab", action="store_true")
     ap.add_argument("--skip-retopo", action="store_true")
+    ap.add_argument("--no-refine", action="store_true", help="MediaPipe without refine_landmarks")
+    ap.add_argument("--track-passes", type=int, default=2, help="ROI re-crop passes per image")
+    ap.add_argument("--fusion", choices=("triangulate", "surface"), default="triangulate")
     ns = ap.parse_args(argv)
 
     import bpy
@@ -44,9 +49,9 @@ def main(argv=None) -> int:
     from facs_dataset_generator.pipeline.landmarks import evaluated_vertices, world_landmarks
 
     registration.register()
-    opt = dict(views=ns.views, resolution=ns.resolution, samples=ns.samples)
-    print(f"automap benchmark: views={ns.views} resolution={ns.resolution} samples={ns.samples} "
-          f"(Blender {bpy.app.version_string})")
+    opt = dict(views=ns.views, resolution=ns.resolution, samples=ns.samples, refine_landmarks=not ns.no_refine,
+               track_passes=ns.track_passes, fusion=ns.fusion)
+    print(f"automap benchmark: {opt} (Blender {bpy.app.version_string})")
 
     def report(name, err, lmap, secs):
         print(f"\n{name}: mean {err.mean():.4f}  median {np.median(err):.4f}  p95 {np.percentile(err, 95):.4f}  "

@@ -19,13 +19,22 @@ How it works (:func:`automap`):
    skin material (a view-layer material override), Cycles CPU at a few samples. Nothing of
    the user's scene is changed; shape keys other than ``Basis``/``ID_*`` are muted while
    rendering so the face is neutral (``neutral=False`` keeps the current pose).
-3. **Detect.** ``mediapipe.solutions.face_mesh.FaceMesh(static_image_mode=True,
-   refine_landmarks=False)`` on each render and on its mirror image (indices swapped with
-   the canonical mesh's left/right permutation); both predictions are averaged.
+3. **Detect.** MediaPipe Face Mesh with ``refine_landmarks=True`` (the attention model: better
+   eyelids and lips; its first 468 points are kept) on each render and on its mirror image
+   (indices swapped with the canonical mesh's left/right permutation); both predictions are
+   averaged. Each image is fed ``1 + track_passes`` times to a fresh tracking-mode Face Mesh:
+   the first pass crops the face with the face detector's box, each further pass re-crops
+   around the previous pass's landmarks, which the landmark model predicts more accurately.
 4. **Back-project** every detected landmark by casting the camera ray through its pixel
    against one BVH tree of the evaluated mesh (world space), keeping the hit and the
    incidence angle.
-5. **Fuse robustly** (:func:`fuse_rays`), per landmark: every view's surface hit is a hypothesis,
+5. **Fuse robustly** (:func:`fuse_triangulate`, the default), per landmark: the 3D point closest to
+   all views' rays (iteratively reweighted least squares, Cauchy weights, so an outlying view has
+   little pull), then the closest surface point to it on the connected part of the mesh that most
+   views' rays hit (an eyelid landmark cannot land on the eyeball, a lip landmark on the teeth).
+   It uses the rays, not where they stop, so landmarks whose rays pass through a gap (closed lips:
+   the lip line) or graze a silhouette (face oval) come out right. ``fusion="surface"`` selects the
+   earlier method (:func:`fuse_rays`): every view's surface hit is a hypothesis,
    scored by how close the other views' rays pass by it (a hit is wrong where the landmark is
    hidden in that view: MediaPipe still predicts hidden landmarks, and the ray stops on whatever
    is in front); the best is refined to the surface point minimising a robust (Cauchy) sum of
@@ -110,6 +119,9 @@ class AutomapOptions:
     include_children: bool = True  # render the character's child meshes (eyes, brows) too
     material: str = "auto"  # "auto" (own materials when complete, else plain skin), "own", "override"
     min_detection_confidence: float = 0.3
+    refine_landmarks: bool = True  # MediaPipe's attention model (better eyes and lips); first 468 points kept
+    track_passes: int = 2  # re-detect with the ROI from the previous pass's landmarks (tracking mode)
+    fusion: str = "triangulate"  # "triangulate" (rays -> robust 3D point -> surface) or "surface" (older)
     keep_images: str | None = None  # folder to keep the renders in (debugging)
 
     def check(self):
@@ -119,6 +131,10 @@ class AutomapOptions:
             raise AutomapError(f"resolution must be between 64 and 4096 pixels, got {self.resolution}")
         if self.samples < 1:
             raise AutomapError(f"samples must be at least 1, got {self.samples}")
+        if self.track_passes < 0:
+            raise AutomapError(f"track_passes must be 0 or more, got {self.track_passes}")
+        if self.fusion not in ("triangulate", "surface"):
+            raise AutomapError(f"fusion must be 'triangulate' or 'surface', got {self.fusion!r}")
         if self.material not in ("auto", "own", "override"):
             raise AutomapError(f"material must be 'auto', 'own' or 'override', got {self.material!r}")
         for name in ("yaw_range", "pitch_range"):
@@ -193,6 +209,35 @@ class MeshSurface:
         self.verts = co.reshape(-1, 3).astype(np.float64) @ m[:3, :3].T + m[:3, 3]
         self.tris = tris.reshape(-1, 3).astype(np.int64)
         self.bvh = BVHTree.FromPolygons(self.verts.tolist(), self.tris.tolist(), all_triangles=True)
+        self._tri_part: np.ndarray | None = None
+        self._part_bvh: dict[int, BVHTree] = {}
+
+    @property
+    def tri_part(self) -> np.ndarray:
+        """(T,) connected-component label of every triangle (eyeballs, teeth, ... are their own parts)."""
+        if self._tri_part is None:
+            self._tri_part = connected_parts(len(self.verts), self.tris)[self.tris[:, 0]]
+        return self._tri_part
+
+    def nearest_in_part(self, points: np.ndarray, parts: np.ndarray):
+        """Closest points restricted to connected part ``parts[k]`` of the mesh: (K, 3) locations, (K,) triangles."""
+        loc = np.empty((len(points), 3))
+        idx = np.empty(len(points), dtype=np.int64)
+        labels = self.tri_part
+        for part in np.unique(parts):
+            part = int(part)
+            if part not in self._part_bvh:
+                sel = np.where(labels == part)[0]
+                self._part_bvh[part] = (BVHTree.FromPolygons(self.verts.tolist(), self.tris[sel].tolist(),
+                                                             all_triangles=True), sel)
+            bvh, sel = self._part_bvh[part]
+            for i in np.where(parts == part)[0]:
+                lo, _n, ix, _d = bvh.find_nearest(Vector(points[i]))
+                if lo is None:
+                    raise AutomapError("closest-point query failed (empty mesh part?)")
+                loc[i] = lo
+                idx[i] = sel[ix]
+        return loc, idx
 
     def ray_cast(self, origin: np.ndarray, dirs: np.ndarray):
         """Rays from one origin: (K, 3) directions -> hits (K, 3) (NaN on miss), normals, tri index."""
@@ -264,6 +309,28 @@ class MeshSurface:
         """Closest point on the surface -> (tri (K, 3) vertex indices, bary (K, 3))."""
         loc, idx = self.nearest(points)
         return self.tris[idx].copy(), self.barycentric(loc, idx)
+
+
+def connected_parts(n_verts: int, tris: np.ndarray) -> np.ndarray:
+    """(n_verts,) label of each vertex's connected component (edges of ``tris``), numpy only
+    (min-label propagation with pointer jumping; Blender's Python has no scipy)."""
+    lab = np.arange(n_verts, dtype=np.int64)
+    a = np.concatenate([tris[:, 0], tris[:, 1], tris[:, 2]])
+    b = np.concatenate([tris[:, 1], tris[:, 2], tris[:, 0]])
+    for _ in range(10000):
+        m = np.minimum(lab[a], lab[b])
+        new = lab.copy()
+        np.minimum.at(new, a, m)
+        np.minimum.at(new, b, m)
+        while True:  # pointer jumping: every label points at its root
+            jumped = new[new]
+            if np.array_equal(jumped, new):
+                break
+            new = jumped
+        if np.array_equal(new, lab):
+            break
+        lab = new
+    return lab
 
 
 # ----------------------------------------------------------------------------- camera geometry
@@ -645,23 +712,51 @@ class _Stage:
 
 
 class _Detector:
+    """MediaPipe Face Mesh on one image (and its mirror image).
+
+    Static image mode crops the face with the face detector's box; the landmark model is more
+    accurate on the crop that its own landmarks define (what tracking mode uses from the second
+    frame of a video on). So each image is fed ``1 + track_passes`` times to a fresh tracking-mode
+    Face Mesh: the first pass detects, each further pass re-crops around the previous landmarks."""
+
     def __init__(self, options: AutomapOptions):
         mp = require_mediapipe()
-        face_mesh = mp.solutions.face_mesh
+        self.face_mesh = mp.solutions.face_mesh
         self.version = getattr(mp, "__version__", "?")
-        self.fm = face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-            min_detection_confidence=options.min_detection_confidence,
-        )
+        self.opt = options
         self.flip = options.flip_augment
         self.perm = mirror_permutation()
+        self.fm = None
+        if not options.track_passes:
+            self.fm = self._new(static=True)
 
-    def _once(self, img: np.ndarray) -> np.ndarray | None:
-        res = self.fm.process(img)
+    def _new(self, static: bool):
+        return self.face_mesh.FaceMesh(
+            static_image_mode=static, max_num_faces=1, refine_landmarks=self.opt.refine_landmarks,
+            min_detection_confidence=self.opt.min_detection_confidence, min_tracking_confidence=0.1,
+        )
+
+    @staticmethod
+    def _xy(res) -> np.ndarray | None:
         if not res.multi_face_landmarks:
             return None
         lm = res.multi_face_landmarks[0].landmark
         return np.array([(p.x, p.y) for p in lm[:N_LANDMARKS]], dtype=np.float64)
+
+    def _once(self, img: np.ndarray) -> np.ndarray | None:
+        if self.fm is not None:
+            return self._xy(self.fm.process(img))
+        fm = self._new(static=False)  # fresh state per image: no ROI carried over from another image
+        try:
+            out = None
+            for _ in range(1 + self.opt.track_passes):
+                xy = self._xy(fm.process(img))
+                if xy is None:
+                    break
+                out = xy
+            return out
+        finally:
+            fm.close()
 
     def detect(self, img: np.ndarray) -> np.ndarray | None:
         """(468, 2) normalised image coordinates (x right, y down), or None when no face."""
@@ -680,7 +775,8 @@ class _Detector:
         return 0.5 * (a + b)
 
     def close(self):
-        self.fm.close()
+        if self.fm is not None:
+            self.fm.close()
 
 
 # ----------------------------------------------------------------------------- fusion
@@ -778,6 +874,90 @@ def fuse_rays(origins: np.ndarray, dirs: np.ndarray, hits: np.ndarray, cos: np.n
     return p, idx, residual, inlier_fraction
 
 
+def fuse_triangulate(origins: np.ndarray, dirs: np.ndarray, hit_tri: np.ndarray, surf: MeshSurface, iod: float,
+                     scale: float = 0.08, iterations: int = 5, hits: np.ndarray | None = None):
+    """Multi-view fusion by robust triangulation, then a snap to the surface part the views saw.
+
+    ``origins`` (V, 3) camera positions; ``dirs`` (V, L, 3) unit rays through the detections (NaN where a
+    view saw no face); ``hit_tri`` (V, L) triangle index of each ray's first surface hit (-1 on a miss);
+    ``hits`` (V, L, 3) those hit points (optional: used for landmarks only one view saw).
+
+    1. Per landmark, the 3D point closest to all views' rays: iteratively reweighted least squares with
+       Cauchy weights (scale ``scale`` x IOD), so a view whose detection is off does not drag it away.
+       This uses the rays only, not where they stop: a ray through a gap (closed lips: it passes the lip
+       line into the mouth) or grazing a silhouette (face oval) still constrains the point, where its
+       surface hit would be far off.
+    2. The closest surface point to it, restricted to the connected part of the mesh that most views'
+       rays hit for this landmark (so an eyelid landmark cannot snap onto the eyeball just behind the
+       lid margin, or a lip landmark onto the teeth; those are separate parts of most head meshes).
+       Landmarks that fewer than two views saw keep their surface hit.
+
+    Returns ``(points (L, 3) on the surface, tri_index (L,), residual (L,) robust RMS ray distance,
+    inlier_fraction (L,))`` like :func:`fuse_rays`.
+    """
+    V, L = dirs.shape[:2]
+    ray_ok = np.all(np.isfinite(dirs), axis=2)
+    dz = np.where(ray_ok[..., None], dirs, 0.0)
+    w0 = ray_ok.astype(np.float64)
+    c = scale * iod
+    p = _triangulate(origins, dz, w0)
+    for _ in range(iterations):
+        ok = np.all(np.isfinite(p), axis=1)
+        d = ray_distances(np.where(ok[:, None], p, 0.0), origins, dz)
+        w = w0 / (1.0 + (d / c) ** 2)
+        p_new = _triangulate(origins, dz, np.where(ok[None], w, w0))
+        p = np.where(np.all(np.isfinite(p_new), axis=1)[:, None], p_new, p)
+    # surface part per landmark: majority over the views' hits
+    labels = surf.tri_part
+    hit_ok = hit_tri >= 0
+    part_of_hit = np.where(hit_ok, labels[np.maximum(hit_tri, 0)], -1)
+    parts = np.empty(L, dtype=np.int64)
+    first_hit = np.full(L, -1, dtype=np.int64)
+    first_pt = np.full((L, 3), np.nan)
+    for lm in range(L):
+        ph = part_of_hit[:, lm][hit_ok[:, lm]]
+        if len(ph):
+            vals, counts = np.unique(ph, return_counts=True)
+            parts[lm] = vals[np.argmax(counts)]
+            v0 = int(np.argmax(hit_ok[:, lm]))
+            first_hit[lm] = hit_tri[v0, lm]
+            if hits is not None:
+                first_pt[lm] = hits[v0, lm]
+        else:
+            parts[lm] = -1
+    finite = np.all(np.isfinite(p), axis=1)
+    lost = ~finite & (first_hit < 0)
+    if lost.any() and hits is not None:  # one ray, no hit (grazes a silhouette): its point at the face's depth
+        for lm in np.where(lost)[0]:
+            vs = np.where(ray_ok[:, lm])[0]
+            if not len(vs):
+                continue
+            v = vs[0]
+            hv = np.all(np.isfinite(hits[v]), axis=1)
+            if hv.any():
+                depth = np.median(np.einsum("lj,lj->l", hits[v][hv] - origins[v], dz[v][hv]))
+                p[lm] = origins[v] + depth * dz[v, lm]
+        finite = np.all(np.isfinite(p), axis=1)
+    if not np.all(finite | (first_hit >= 0)):
+        bad = np.where(~(finite | (first_hit >= 0)))[0]
+        raise AutomapError(f"{len(bad)} landmarks were never detected (e.g. {bad[:10].tolist()})")
+    if (parts < 0).any():  # no view's ray hit the mesh: nearest part to the triangulated point
+        miss = parts < 0
+        _loc, ix = surf.nearest(np.where(finite[:, None], p, 0.0)[miss])
+        parts[miss] = labels[ix]
+    # under-determined (one view): that view's hit point
+    if not finite.all():
+        a, b_, cc = (surf.verts[surf.tris[first_hit[~finite], j]] for j in range(3))
+        p[~finite] = np.where(np.isfinite(first_pt[~finite]), first_pt[~finite], (a + b_ + cc) / 3.0)
+    points, idx = surf.nearest_in_part(p, parts)
+    d = ray_distances(points, origins, dz)
+    w = np.where(ray_ok, 1.0 / (1.0 + (d / (0.04 * iod)) ** 2), 0.0)
+    n_rays = np.maximum(ray_ok.sum(axis=0), 1)
+    inlier_fraction = np.sum(ray_ok & (d < 0.1 * iod), axis=0) / n_rays
+    residual = np.sqrt(np.sum(w * d**2, axis=0) / np.maximum(w.sum(axis=0), 1e-12))
+    return points, idx, residual, inlier_fraction
+
+
 def _recast(surf: MeshSurface, cams: np.ndarray, targets: np.ndarray, p: np.ndarray, idx: np.ndarray,
             nor: np.ndarray):
     """First surface hits of the rays ``cams[l] -> targets[l]`` (keeping ``p``/``idx``/``nor`` on a miss)."""
@@ -840,9 +1020,9 @@ def automap(obj: bpy.types.Object, options: AutomapOptions | None = None, progre
             if xy is None:
                 return None
             dirs = view.rays(xy, stage.tan_half)
-            hits, normals, _idx = surf.ray_cast(view.location, dirs)
+            hits, normals, tri_idx = surf.ray_cast(view.location, dirs)
             cos = np.abs(np.einsum("ij,ij->i", np.nan_to_num(normals), dirs))
-            return xy, dirs, hits, cos
+            return xy, dirs, hits, cos, tri_idx
 
         # 1. find the face
         frame0 = initial_frame(obj, surf.verts)
@@ -874,6 +1054,7 @@ def automap(obj: bpy.types.Object, options: AutomapOptions | None = None, progre
         V = len(angles)
         hits = np.full((V, N_LANDMARKS, 3), np.nan)
         cosw = np.zeros((V, N_LANDMARKS))
+        hit_tri = np.full((V, N_LANDMARKS), -1, dtype=np.int64)
         views: list[View] = []
         xys: dict[int, np.ndarray] = {}
         detected = []
@@ -886,6 +1067,7 @@ def automap(obj: bpy.types.Object, options: AutomapOptions | None = None, progre
                 xys[i] = res[0]
                 hits[i] = res[2]
                 cosw[i] = res[3]
+                hit_tri[i] = res[4]
             if progress:
                 progress(i + 2, total, f"view {i + 1}/{V} yaw {yaw:+.0f} pitch {pitch:+.0f}"
                          + ("" if res is not None else " (no face)"))
@@ -900,17 +1082,23 @@ def automap(obj: bpy.types.Object, options: AutomapOptions | None = None, progre
         iod = float(np.linalg.norm(est[IOD_PAIR[0]] - est[IOD_PAIR[1]]))
         if not np.isfinite(iod) or iod <= 0:
             iod = frame.radius * 0.7
-        points, tri_index, residual, inlier_fraction = fuse_rays(origins, dirs, hits, cosw, surf, iod)
+        if opt.fusion == "triangulate":
+            points, tri_index, residual, inlier_fraction = fuse_triangulate(origins, dirs, hit_tri, surf, iod, hits=hits)
+        else:
+            points, tri_index, residual, inlier_fraction = fuse_rays(origins, dirs, hits, cosw, surf, iod)
         if details is not None:
             details.update(views=views, hits=hits, cos=cosw, dirs=dirs, fused=points, residual=residual,
-                           inlier_fraction=inlier_fraction, frame=frame, tan_half=stage.tan_half, xy=xys)
+                           inlier_fraction=inlier_fraction, frame=frame, tan_half=stage.tan_half, xy=xys,
+                           hit_tri=hit_tri)
         # 6. snap (triangle + barycentric) + confidence
         tri = surf.tris[tri_index].copy()
         bary = surf.barycentric(points, tri_index)
         conf = np.clip(inlier_fraction * np.exp(-((residual / (0.05 * iod)) ** 2)), 0.0, 1.0)
         meta = {
             "method": "automap",
-            "detector": "mediapipe.solutions.face_mesh (static_image_mode, refine_landmarks=False)",
+            "detector": "mediapipe.solutions.face_mesh (refine_landmarks={}, {} ROI re-crop passes, mirror {})".format(
+                opt.refine_landmarks, opt.track_passes, "averaged" if opt.flip_augment else "off"),
+            "fusion": opt.fusion,
             "detector_version": detector.version,
             "blender": bpy.app.version_string,
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -31,8 +31,9 @@ pytestmark = [
 
 # Issue 6's bounds (fraction of the inter-ocular distance ||p33 - p263||).
 SPEC_MEAN, SPEC_MAX = 0.02, 0.06
-# What the implementation reaches reliably today (regression guard; see the report / benchmark).
-GUARD_MEAN, GUARD_MAX = 0.03, 0.40
+# What the implementation reaches reliably today (regression guard; see benchmarks/automap_accuracy.py):
+# measured mean 0.0174 / max 0.0612 (built-in head), 0.0175 / 0.0615 (re-topologised copy), 9 views.
+GUARD_MEAN, GUARD_MAX = SPEC_MEAN, 0.08
 
 HEAD_VIEWS = 9
 RETOPO_VIEWS = 9
@@ -176,7 +177,10 @@ def test_builtin_head_automap_close_to_exact(builtin_result):
     print(f"built-in head: mean {err.mean():.4f} max {err.max():.4f} IOD")
     assert err.mean() < GUARD_MEAN, err.mean()
     assert err.max() < GUARD_MAX, (int(err.argmax()), err.max())
-    assert np.percentile(err, 90) < 0.05
+    assert np.percentile(err, 90) < 0.035
+    # inner-lip landmarks (closed lips: the rays pass the lip line into the mouth) stay on the lips
+    inner_lips = [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 95, 88, 178, 87, 14, 317, 402, 318, 324]
+    assert err[inner_lips].max() < 0.06, (inner_lips[int(err[inner_lips].argmax())], err[inner_lips].max())
     # the confidence says where the map is doubtful: the worst 5% of landmarks are less confident
     worst = err > np.percentile(err, 95)
     assert lmap.confidence[worst].mean() < lmap.confidence[~worst].mean()
@@ -185,8 +189,10 @@ def test_builtin_head_automap_close_to_exact(builtin_result):
     assert all(v[2] for v in meta["views"]), "MediaPipe should find the face in every view"
 
 
-@pytest.mark.xfail(reason="issue 6 bounds (mean < 2%, max < 6% IOD) not reached: MediaPipe's own bias on the "
-                          "synthetic head leaves ~2.4% mean; see report", strict=False)
+@pytest.mark.xfail(reason="issue 6 max bound (< 6% IOD) just missed: measured mean 1.74% (bound met), max 6.12% "
+                          "(landmark 259, upper eyelid crease ring: MediaPipe places it ~4.5% IOD outward and up "
+                          "in every view, so no fusion removes it); see benchmarks/automap_accuracy.py",
+                   strict=False)
 def test_builtin_head_automap_issue_bounds(builtin_result):
     err, _ = builtin_result
     assert err.mean() < SPEC_MEAN and err.max() < SPEC_MAX
@@ -295,3 +301,19 @@ def test_automap_without_mediapipe_explains(addon, monkeypatch):
     with pytest.raises(RuntimeError, match="needs MediaPipe"):
         bpy.context.view_layer.objects.active = ob
         bpy.ops.facsgen.map_landmarks("EXEC_DEFAULT")
+
+
+def test_connected_parts_labels_separate_pieces(addon):
+    """The numpy-only component labelling used to keep eyelid landmarks off the eyeballs."""
+    from facs_dataset_generator.pipeline.automap import connected_parts
+
+    # two separate strips of triangles (0-1-2-3 and 4-5-6) and an isolated vertex 7; vertex order mixed
+    tris = np.array([[3, 1, 2], [2, 1, 0], [6, 4, 5]])
+    lab = connected_parts(8, tris)
+    assert lab[0] == lab[1] == lab[2] == lab[3]
+    assert lab[4] == lab[5] == lab[6] != lab[0]
+    assert lab[7] not in (lab[0], lab[4])
+    # a long chain (worst case for label propagation) ends up as one part
+    n = 2000
+    chain = np.stack([np.arange(n - 2), np.arange(1, n - 1), np.arange(2, n)], axis=1)[::-1]
+    assert len(np.unique(connected_parts(n, chain))) == 1
