@@ -318,11 +318,19 @@ class Job:
 
         self._neutral_frame(conf, eyes)
 
-        out.mkdir(parents=True, exist_ok=True)
-        dataset.ensure_layout(out)
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            dataset.ensure_layout(out)
+            if meta_old is None:
+                dataset.write_metadata(out, self._metadata(conf, preset, plan, generation))
+        except OSError as exc:
+            if created:
+                import shutil
+
+                shutil.rmtree(out, ignore_errors=True)
+            raise ConfigError(f"output folder {out} is not writable ({exc.strerror or exc})") from None
         self.out = out
-        if meta_old is None:
-            dataset.write_metadata(out, self._metadata(conf, preset, plan, generation))
         dataset.clean_partial(out, mine)
         complete = dataset.scan(out).complete
         self._pending = deque(i for i in ids if _sid(i) not in complete)

@@ -504,6 +504,11 @@ def test_config_errors_write_nothing(addon, tmp_path):
         runner.generate(_conf(afile / "sub", count=2))
     with pytest.raises(ConfigError, match="not a folder"):
         runner.generate(_conf(afile, count=2))
+    # a folder that cannot be created even by root (os.access says yes for root)
+    if Path("/proc/self").is_dir():
+        with pytest.raises(ConfigError, match="is not writable"):
+            runner.generate(_conf(Path("/proc/facsgen_cannot_write"), count=2))
+        assert scene.camera is None and scene.world is None
     # no landmark map: a mesh with AU shape keys but unknown topology
     me = bpy.data.meshes.new("Blob")
     me.from_pydata([(0, 0, 0), (0.1, 0, 0), (0, 0, 0.1), (0.1, 0, 0.1)], [], [(0, 1, 3, 2)])
