@@ -9,8 +9,10 @@ Prints, as fractions of the inter-ocular distance ||p33 - p263||:
   zone (relative to the mesh's own eyeballs), and the map's mean confidence.
 
 Usage: ``python benchmarks/automap_accuracy.py [--views N] [--resolution N] [--skip-mblab] [--skip-retopo]
-[--no-refine] [--track-passes N] [--fusion triangulate|surface]`` (the last three switch back to the
-earlier method, for before/after figures: ``--no-refine --track-passes 0 --fusion surface``).
+[--pitch-range MIN,MAX] [--no-refine] [--no-ensemble] [--track-passes N] [--fusion triangulate|surface]``
+(the options switch back to earlier methods, for before/after figures: ``--pitch-range=-10,15 --no-ensemble``
+= before the lower views and the two-model average; add ``--no-refine --track-passes 0 --fusion surface``
+for the first method).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-mblab", action="store_true")
     ap.add_argument("--skip-retopo", action="store_true")
     ap.add_argument("--no-refine", action="store_true", help="MediaPipe without refine_landmarks")
+    ap.add_argument("--no-ensemble", action="store_true",
+                    help="one landmark model only (no average of the attention and plain models)")
+    ap.add_argument("--pitch-range", default="-25,15", metavar="MIN,MAX",
+                    help="camera pitch patch in degrees (before the lower views: -10,15)")
     ap.add_argument("--track-passes", type=int, default=2, help="ROI re-crop passes per image")
     ap.add_argument("--fusion", choices=("triangulate", "surface"), default="triangulate")
     ns = ap.parse_args(argv)
@@ -50,6 +56,8 @@ def main(argv=None) -> int:
 
     registration.register()
     opt = dict(views=ns.views, resolution=ns.resolution, samples=ns.samples, refine_landmarks=not ns.no_refine,
+               model_ensemble=not ns.no_ensemble,
+               pitch_range=tuple(float(x) for x in ns.pitch_range.split(",")),
                track_passes=ns.track_passes, fusion=ns.fusion)
     print(f"automap benchmark: {opt} (Blender {bpy.app.version_string})")
 

@@ -12,8 +12,9 @@ How it works (:func:`automap`):
    orientation (eye corners 33/263, forehead 10, chin 152). When the first framing finds no
    face, wider/tighter framings and the other horizontal directions are tried.
 2. **Render views around the face.** ``views`` cameras on a yaw/pitch patch around that
-   face frame (default 9 views, yaw -30..30, pitch -10..15, always including the frontal
-   view; symmetric pairs so left/right biases of the detector cancel), the face filling
+   face frame (default 9 views, yaw -30..30, pitch -25..15, always including the frontal
+   view; symmetric pairs so left/right biases of the detector cancel; the views from below see
+   the upper eyelids, which front and upper views place too high), the face filling
    ``face_fraction`` of the image height. A temporary scene holds the character (and its
    child meshes), a camera, two sun lights and a grey world; every surface gets one plain
    skin material (a view-layer material override), Cycles CPU at a few samples. Nothing of
@@ -22,9 +23,14 @@ How it works (:func:`automap`):
 3. **Detect.** MediaPipe Face Mesh with ``refine_landmarks=True`` (the attention model: better
    eyelids and lips; its first 468 points are kept) on each render and on its mirror image
    (indices swapped with the canonical mesh's left/right permutation); both predictions are
-   averaged. Each image is fed ``1 + track_passes`` times to a fresh tracking-mode Face Mesh:
-   the first pass crops the face with the face detector's box, each further pass re-crops
-   around the previous pass's landmarks, which the landmark model predicts more accurately.
+   averaged. With ``model_ensemble`` (default) MediaPipe's plain landmark model (no attention) runs on
+   the same images too and the two models' predictions are averaged: each model alone places some
+   landmarks with a bias that is the same in every view, so no multi-view fusion removes it (e.g. the
+   upper eyelid-crease rings 27-30/257-260, ~5% IOD too high on a face without a visible crease), and
+   the two models' biases differ. Only detection time is added (no extra renders). Each image is fed
+   ``1 + track_passes`` times to a fresh tracking-mode Face Mesh: the first pass crops the face with
+   the face detector's box, each further pass re-crops around the previous pass's landmarks, which
+   the landmark model predicts more accurately.
 4. **Back-project** every detected landmark by casting the camera ray through its pixel
    against one BVH tree of the evaluated mesh (world space), keeping the hit and the
    incidence angle.
@@ -111,7 +117,7 @@ class AutomapOptions:
     resolution: int = 384
     samples: int = 8
     yaw_range: tuple[float, float] = (-30.0, 30.0)
-    pitch_range: tuple[float, float] = (-10.0, 15.0)
+    pitch_range: tuple[float, float] = (-25.0, 15.0)  # camera below (<0) .. above; views from below see the upper lids
     face_fraction: float = 0.62  # face (forehead..chin) height / image height
     focal_length: float = 85.0  # mm, 36 mm sensor
     flip_augment: bool = True  # also detect on the mirror image
@@ -120,6 +126,7 @@ class AutomapOptions:
     material: str = "auto"  # "auto" (own materials when complete, else plain skin), "own", "override"
     min_detection_confidence: float = 0.3
     refine_landmarks: bool = True  # MediaPipe's attention model (better eyes and lips); first 468 points kept
+    model_ensemble: bool = True  # also run the other landmark model (refine_landmarks toggled); average both
     track_passes: int = 2  # re-detect with the ROI from the previous pass's landmarks (tracking mode)
     fusion: str = "triangulate"  # "triangulate" (rays -> robust 3D point -> surface) or "surface" (older)
     keep_images: str | None = None  # folder to keep the renders in (debugging)
@@ -146,7 +153,7 @@ class AutomapOptions:
 # ----------------------------------------------------------------------------- view layout
 
 
-def view_angles(n: int, yaw_range=(-30.0, 30.0), pitch_range=(-10.0, 15.0)) -> list[tuple[float, float]]:
+def view_angles(n: int, yaw_range=(-30.0, 30.0), pitch_range=(-25.0, 15.0)) -> list[tuple[float, float]]:
     """``n`` (yaw, pitch) pairs in degrees: frontal first, then symmetric pairs over the patch."""
     y0, y1 = yaw_range
     p0, p1 = pitch_range
@@ -726,13 +733,15 @@ class _Detector:
         self.opt = options
         self.flip = options.flip_augment
         self.perm = mirror_permutation()
-        self.fm = None
+        # the attention model (refine_landmarks) first; with ``model_ensemble`` also the plain one (or vice versa)
+        self.models = (options.refine_landmarks, not options.refine_landmarks)[: 2 if options.model_ensemble else 1]
+        self.static = None
         if not options.track_passes:
-            self.fm = self._new(static=True)
+            self.static = {refine: self._new(static=True, refine=refine) for refine in self.models}
 
-    def _new(self, static: bool):
+    def _new(self, static: bool, refine: bool):
         return self.face_mesh.FaceMesh(
-            static_image_mode=static, max_num_faces=1, refine_landmarks=self.opt.refine_landmarks,
+            static_image_mode=static, max_num_faces=1, refine_landmarks=refine,
             min_detection_confidence=self.opt.min_detection_confidence, min_tracking_confidence=0.1,
         )
 
@@ -743,10 +752,10 @@ class _Detector:
         lm = res.multi_face_landmarks[0].landmark
         return np.array([(p.x, p.y) for p in lm[:N_LANDMARKS]], dtype=np.float64)
 
-    def _once(self, img: np.ndarray) -> np.ndarray | None:
-        if self.fm is not None:
-            return self._xy(self.fm.process(img))
-        fm = self._new(static=False)  # fresh state per image: no ROI carried over from another image
+    def _once(self, img: np.ndarray, refine: bool) -> np.ndarray | None:
+        if self.static is not None:
+            return self._xy(self.static[refine].process(img))
+        fm = self._new(static=False, refine=refine)  # fresh state per image: no ROI carried over from another image
         try:
             out = None
             for _ in range(1 + self.opt.track_passes):
@@ -758,12 +767,12 @@ class _Detector:
         finally:
             fm.close()
 
-    def detect(self, img: np.ndarray) -> np.ndarray | None:
-        """(468, 2) normalised image coordinates (x right, y down), or None when no face."""
-        a = self._once(img)
+    def _model(self, img: np.ndarray, refine: bool) -> np.ndarray | None:
+        """One landmark model on the image, averaged with its prediction on the mirror image."""
+        a = self._once(img, refine)
         if not self.flip:
             return a
-        b = self._once(np.ascontiguousarray(img[:, ::-1]))
+        b = self._once(np.ascontiguousarray(img[:, ::-1]), refine)
         if b is not None:
             fb = np.empty_like(b)
             fb[self.perm] = np.stack([1.0 - b[:, 0], b[:, 1]], axis=1)
@@ -774,9 +783,16 @@ class _Detector:
             return a
         return 0.5 * (a + b)
 
+    def detect(self, img: np.ndarray) -> np.ndarray | None:
+        """(468, 2) normalised image coordinates (x right, y down), or None when no face."""
+        preds = [xy for xy in (self._model(img, refine) for refine in self.models) if xy is not None]
+        if not preds:
+            return None
+        return np.mean(preds, axis=0)
+
     def close(self):
-        if self.fm is not None:
-            self.fm.close()
+        for fm in (self.static or {}).values():
+            fm.close()
 
 
 # ----------------------------------------------------------------------------- fusion
@@ -1096,8 +1112,9 @@ def automap(obj: bpy.types.Object, options: AutomapOptions | None = None, progre
         conf = np.clip(inlier_fraction * np.exp(-((residual / (0.05 * iod)) ** 2)), 0.0, 1.0)
         meta = {
             "method": "automap",
-            "detector": "mediapipe.solutions.face_mesh (refine_landmarks={}, {} ROI re-crop passes, mirror {})".format(
-                opt.refine_landmarks, opt.track_passes, "averaged" if opt.flip_augment else "off"),
+            "detector": "mediapipe.solutions.face_mesh (refine_landmarks={}{}, {} ROI re-crop passes, mirror {})".format(
+                opt.refine_landmarks, " + the other model, averaged" if opt.model_ensemble else "", opt.track_passes,
+                "averaged" if opt.flip_augment else "off"),
             "fusion": opt.fusion,
             "detector_version": detector.version,
             "blender": bpy.app.version_string,

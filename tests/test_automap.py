@@ -31,9 +31,10 @@ pytestmark = [
 
 # Issue 6's bounds (fraction of the inter-ocular distance ||p33 - p263||).
 SPEC_MEAN, SPEC_MAX = 0.02, 0.06
-# What the implementation reaches reliably today (regression guard; see benchmarks/automap_accuracy.py):
-# measured mean 0.0174 / max 0.0612 (built-in head), 0.0175 / 0.0615 (re-topologised copy), 9 views.
-GUARD_MEAN, GUARD_MAX = SPEC_MEAN, 0.08
+# Measured (benchmarks/automap_accuracy.py, 9 views, pitch -25..15, both landmark models averaged): mean 0.0154 /
+# max 0.0514 (built-in head), 0.0153 / 0.0511 (re-topologised copy). The built-in head is held to the issue's bounds
+# (test_builtin_head_automap_issue_bounds); the re-topologised copy too (test_retopologised_head_automap).
+GUARD_MEAN, GUARD_MAX = SPEC_MEAN, SPEC_MAX
 
 HEAD_VIEWS = 9
 RETOPO_VIEWS = 9
@@ -189,13 +190,13 @@ def test_builtin_head_automap_close_to_exact(builtin_result):
     assert all(v[2] for v in meta["views"]), "MediaPipe should find the face in every view"
 
 
-@pytest.mark.xfail(reason="issue 6 max bound (< 6% IOD) just missed: measured mean 1.74% (bound met), max 6.12% "
-                          "(landmark 259, upper eyelid crease ring: MediaPipe places it ~4.5% IOD outward and up "
-                          "in every view, so no fusion removes it); see benchmarks/automap_accuracy.py",
-                   strict=False)
 def test_builtin_head_automap_issue_bounds(builtin_result):
+    """Issue 6: mean < 2% and max < 6% of the inter-ocular distance (the worst landmarks are the upper
+    eyelid-crease rings 259/29, placed ~5% IOD too high in the front and upper views; the views from below
+    (pitch -25) and the average of MediaPipe's two landmark models bring them to ~5%)."""
     err, _ = builtin_result
-    assert err.mean() < SPEC_MEAN and err.max() < SPEC_MAX
+    assert err.mean() < SPEC_MEAN, err.mean()
+    assert err.max() < SPEC_MAX, (int(err.argmax()), err.max())
 
 
 def test_retopologised_head_automap(addon):
