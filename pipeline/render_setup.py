@@ -24,6 +24,10 @@ CAMERA_NAME = "FACSGEN Camera"
 WORLD_NAME = "FACSGEN World"
 _RIG_PREFIXES = ("facs_rig_",)  # MB-Lab FACS slider widgets: never rendered
 
+#: Fast-path defaults (measured in benchmarks/throughput.py; checked by tests/test_throughput_settings.py).
+DENOISING_PREFILTER = "FAST"  # OIDN albedo/normal prefilter (Blender's default ACCURATE: ~2x the denoise time)
+WORLD_MAP_RESOLUTION = 1024  # world importance map of the run's HDRI world
+
 
 class SceneState:
     """Records changes to the user's scene so that :meth:`restore` undoes them."""
@@ -270,6 +274,11 @@ def apply_render_settings(scene: bpy.types.Scene, rc, state: SceneState) -> str:
         state.set(c, "device", device)
         state.set(c, "samples", int(rc.samples))
         state.set(c, "use_denoising", bool(rc.denoise))
+        if rc.denoise:
+            # fast path (benchmarks/throughput.py): OIDN's ACCURATE prefilter of the albedo /
+            # normal passes is about half of a 256x256 / 16 spp CPU render; FAST costs ~0.6 dB
+            # PSNR, which the finer world importance map below more than wins back.
+            state.set(c, "denoising_prefilter", DENOISING_PREFILTER)
         if hasattr(c, "use_animated_seed"):
             state.set(c, "use_animated_seed", False)
         state.set(c, "seed", 0)
@@ -401,11 +410,15 @@ class HdriWorld:
                 state.created(im)
             self.images[name] = im
         # Cycles rebuilds the world's importance map whenever the world changes (once per
-        # expression here): 256x256 costs ~50 ms on 2 cores, "AUTOMATIC" (the HDRI's own
-        # 1024x512) ~1.4 s per render.
+        # expression here: the views of an expression share the lighting; persistent data
+        # keeps it for the other views). The studio HDRIs have small bright sources: a 256
+        # map leaves fireflies (-1.4 dB PSNR against a converged render, MB-Lab 256x256
+        # 16 spp), MANUAL 1024 removes most of them at no measurable cost; Blender's default
+        # "AUTOMATIC" is another +0.4 dB but costs ~1.2 CPU-s per rebuild (2-core machine,
+        # benchmarks/throughput.py).
         if hasattr(world, "cycles"):
             world.cycles.sampling_method = "MANUAL"
-            world.cycles.sample_map_resolution = 256
+            world.cycles.sample_map_resolution = WORLD_MAP_RESOLUTION
         self.world, self.env, self.bg, self.mapping = world, env, bg, mapping
         self._current = (None, None, None)
         state.set(scene, "world", world)

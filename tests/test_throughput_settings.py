@@ -1,0 +1,134 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The fast path of issue 8 is what the pipeline really applies by default (no timings here:
+those are in ``benchmarks/throughput.py``). Renders are tiny (32 px, 1 sample, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("bpy")
+
+
+def _conf(out, **kw):
+    from facs_dataset_generator.core import config as cfg
+
+    c = cfg.GenerationConfig(out=str(out), **kw)
+    c.render.resolution = (32, 32)
+    c.render.samples = 1
+    c.render.device = "cpu"
+    return c
+
+
+def _blender_defaults():
+    import bpy
+
+    tmp = bpy.data.scenes.new("_defaults")
+    try:
+        c = tmp.cycles
+        return {p: getattr(c, p) for p in ("max_bounces", "diffuse_bounces", "glossy_bounces",
+                                            "transmission_bounces", "transparent_max_bounces",
+                                            "sample_clamp_indirect", "denoising_prefilter")}
+    finally:
+        bpy.data.scenes.remove(tmp)
+
+
+def test_fast_path_render_settings_are_applied_and_restored(addon, tmp_path):
+    import bpy
+
+    from facs_dataset_generator.pipeline import render_setup, runner
+
+    defaults = _blender_defaults()
+    scene = bpy.context.scene
+    scene.render.use_persistent_data = False
+    scene.cycles.denoising_prefilter = "ACCURATE"
+    job = runner.Job(_conf(tmp_path / "ds", count=2, emotions=("Joy",)), scene=scene)
+    job.prepare()
+    try:
+        c = scene.cycles
+        assert scene.render.engine == "CYCLES"
+        assert scene.render.use_persistent_data is True  # unchanged geometry is not re-synchronised
+        assert c.use_denoising is True
+        assert render_setup.DENOISING_PREFILTER == "FAST"
+        assert c.denoising_prefilter == "FAST"
+        w = scene.world
+        assert w is not None and w.name.startswith(render_setup.WORLD_NAME)
+        assert w.cycles.sampling_method == "MANUAL"
+        assert w.cycles.sample_map_resolution == render_setup.WORLD_MAP_RESOLUTION >= 1024
+        # light paths stay Blender's defaults (the fast path must not change the images)
+        for p in ("max_bounces", "diffuse_bounces", "glossy_bounces", "transmission_bounces",
+                  "transparent_max_bounces", "sample_clamp_indirect"):
+            assert getattr(c, p) == defaults[p], p
+        assert c.device in ("CPU", "GPU")
+        assert job.step()
+    finally:
+        job.finish()
+    # the user's scene is given back
+    assert scene.render.use_persistent_data is False
+    assert scene.cycles.denoising_prefilter == "ACCURATE"
+
+
+def test_no_denoise_leaves_the_prefilter_alone(addon, tmp_path):
+    import bpy
+
+    from facs_dataset_generator.pipeline import runner
+
+    scene = bpy.context.scene
+    scene.cycles.denoising_prefilter = "NONE"
+    conf = _conf(tmp_path / "ds", count=1, emotions=("Joy",))
+    conf.render.denoise = False
+    job = runner.Job(conf, scene=scene).prepare()
+    try:
+        assert scene.cycles.use_denoising is False
+        assert scene.cycles.denoising_prefilter == "NONE"
+    finally:
+        job.finish()
+
+
+def test_expression_major_order_poses_once_per_expression(addon, tmp_path, monkeypatch):
+    """6 samples, 3 views per expression: 2 expressions -> the character is posed and its
+    evaluated mesh read (one foreach_get, one BVH) twice, the camera moved 6 times."""
+    from facs_dataset_generator.pipeline import annotate, landmarks, runner
+
+    conf = _conf(tmp_path / "ds", count=6, emotions=("Joy",), seed=3)
+    conf.render.denoise = False
+    conf.camera.views = 3
+    job = runner.Job(conf).prepare()
+    try:
+        order = [job.plan[i] for i in job._pending]
+        assert [s.view for s in order] == [0, 1, 2, 0, 1, 2]  # camera-minor
+        assert [s.expression for s in order] == [0, 0, 0, 3, 3, 3]  # expression-major
+        calls = {"evaluate": 0, "foreach": 0, "pose": 0}
+        real_eval, real_verts, real_pose = annotate.evaluate_expression, annotate.evaluated_vertices, job._pose
+
+        def counting_eval(*a, **k):
+            calls["evaluate"] += 1
+            return real_eval(*a, **k)
+
+        def counting_verts(*a, **k):
+            calls["foreach"] += 1
+            return real_verts(*a, **k)
+
+        def counting_pose(s):
+            calls["pose"] += 1
+            return real_pose(s)
+
+        monkeypatch.setattr(annotate, "evaluate_expression", counting_eval)
+        monkeypatch.setattr(annotate, "evaluated_vertices", counting_verts)
+        monkeypatch.setattr(landmarks, "evaluated_vertices", counting_verts)
+        monkeypatch.setattr(job, "_pose", counting_pose)
+        cams = []
+        while job.step():
+            cams.append(tuple(round(v, 6) for row in job.camera.matrix_world for v in row))
+        assert job.written == 6
+        assert calls == {"evaluate": 2, "foreach": 2, "pose": 2}
+        assert len(set(cams[:3])) == 3  # every view has its own camera
+    finally:
+        job.finish()
+
+
+def test_device_auto_never_requires_a_gpu(addon):
+    from facs_dataset_generator.pipeline import render_setup
+
+    assert render_setup.choose_device("cpu") == "CPU"
+    auto = render_setup.choose_device("auto")
+    assert auto == ("GPU" if render_setup.gpu_devices_available(configure=False) else "CPU")
