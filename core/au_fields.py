@@ -147,6 +147,10 @@ class _Ctx:
         d = np.linalg.norm(self.v[:, None, :] - self.v[idx][None], axis=2)
         g = np.exp(-((d / radius) ** 2))
         w = 1.0 - np.prod(1.0 - g, axis=1)
+        # the closed lips' seam: facing upper / lower contour vertices (0.3 mm apart) get the
+        # same weight, so that a field without a lip-separating mask never makes them cross
+        up, lo = np.array(hm.LIP_INNER_UPPER[1:-1]), np.array(hm.LIP_INNER_LOWER[1:-1])
+        w[up] = w[lo] = 0.5 * (w[up] + w[lo])
         return w
 
     def side_ramp(self, side):

@@ -29,7 +29,8 @@ AU15    corners 61/291 height relative to the lip centre             -     0.04
 AU16    lower lip 17 to upper lip 0 distance                         +     0.02
 AU17    chin 152 height relative to the nose tip 1                   +     0.02
 AU20    mouth width 61-291                                           +     0.06
-AU23    red lip height (0..17 minus the 13..14 gap)                  -     0.01
+AU23    red lip height (0..17 minus the 13..14 gap)                  -     0.04
+        (tests also check the mouth narrows: 61-291 distance falls)
 AU24    red lip height                                               -     0.01
 AU25    lip gap 13-14                                                +     0.03
 AU26    chin 152 depth below the eye line (tests: and 13-14 part)    +     0.08
@@ -159,7 +160,7 @@ PROXIES: dict[str, Proxy] = {
     "AU16": Proxy(lower_lip_drop, +1, 0.02, "lower lip 17 to upper lip 0"),
     "AU17": Proxy(chin_height, +1, 0.02, "chin 152 relative to the nose tip 1"),
     "AU20": Proxy(mouth_width, +1, 0.06, "mouth width 61-291"),
-    "AU23": Proxy(red_lip_height, -1, 0.01, "red lip height"),
+    "AU23": Proxy(red_lip_height, -1, 0.04, "red lip height"),
     "AU24": Proxy(red_lip_height, -1, 0.01, "red lip height"),
     "AU25": Proxy(lip_gap, +1, 0.03, "lip gap 13-14"),
     "AU26": Proxy(chin_depth, +1, 0.08, "chin 152 below the eye line"),

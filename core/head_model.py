@@ -53,6 +53,11 @@ LIP_INNER_UPPER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)  # right co
 LIP_INNER_LOWER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 LIP_OUTER_UPPER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
 LIP_OUTER_LOWER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
+# the lip ring just outside the inner contour: the fronts of the lips at the seam
+LIP_SEAM_UPPER = (62, 183, 42, 41, 38, 12, 268, 271, 272, 407, 292)
+LIP_SEAM_LOWER = (62, 96, 89, 179, 86, 15, 316, 403, 319, 325, 292)
+LIP_SEAM_RECESS = 0.15  # cm: the closed-lip seam sits this far behind the lip fronts
+LIP_SEAM_CLEAR = 0.15  # cm: the seam ring stays this far above / below the seam
 BROW_R_UPPER = (70, 63, 105, 66, 107)  # outer ... inner
 BROW_R_LOWER = (46, 53, 52, 65, 55)
 BROW_L_UPPER = (300, 293, 334, 296, 336)
@@ -216,19 +221,48 @@ class BaseMesh:
 
 
 def _close_lips(v, faces):
-    """Rest correction: bring the canonical (parted) inner lips together, smoothly."""
+    """Rest correction: close the canonical (parted) lips at the FRONT of the lips.
+
+    The canonical mean face has its inner lip contours 5 mm apart and 1-3 mm behind the
+    fronts of the lips. Each inner contour vertex is moved to the visible seam: half-way
+    between the two contours in height, and forward to just behind the lip fronts (the
+    second lip ring, ``LIP_SEAM_UPPER`` / ``LIP_SEAM_LOWER``). That ring is kept above /
+    below the seam (the red lips never overhang it), the rest follows harmonically, and
+    the mouth pocket (built from the moved contour) starts behind the seam.
+    """
     up = np.array(LIP_INNER_UPPER[1:-1])
     lo = np.array(LIP_INNER_LOWER[1:-1])
-    meet = 0.5 * (v[up] + v[lo])
+    corners = np.array([LIP_INNER_UPPER[0], LIP_INNER_UPPER[-1]])
+    mu = np.array(LIP_SEAM_UPPER[1:-1])
+    ml = np.array(LIP_SEAM_LOWER[1:-1])
+    mc = np.array([LIP_SEAM_UPPER[0], LIP_SEAM_UPPER[-1]])
+    seam_y = 0.5 * (v[up, 1] + v[lo, 1])
+    front = 0.5 * (v[mu, 2] + v[ml, 2])
+    seam_z = np.maximum(front - LIP_SEAM_RECESS, 0.5 * (v[up, 2] + v[lo, 2]))
     gap = 0.03  # cm left open so that the pocket stays non-degenerate
-    tgt_up = meet + [0, gap / 2, 0]
-    tgt_lo = meet - [0, gap / 2, 0]
-    disp_up = tgt_up - v[up]
-    disp_lo = tgt_lo - v[lo]
+    seam_x = 0.5 * (v[up, 0] + v[lo, 0])  # facing vertices exactly one above the other
+    tgt_up = np.stack([seam_x, seam_y + gap / 2, seam_z], 1)
+    tgt_lo = np.stack([seam_x, seam_y - gap / 2, seam_z], 1)
+    # the mouth corners: forward onto the lip front where the seam ring runs past them
+    # (the ring's corner vertex sits just outside the contour's corner)
+    nxt = 0.5 * (v[[LIP_SEAM_UPPER[1], LIP_SEAM_UPPER[-2]]] + v[[LIP_SEAM_LOWER[1], LIP_SEAM_LOWER[-2]]])
+    frac = np.clip((v[corners, 0] - v[mc, 0]) / (nxt[:, 0] - v[mc, 0]), 0, 1)
+    tgt_c = v[corners].copy()
+    tgt_c[:, 2] = np.maximum(v[mc, 2] + frac * (nxt[:, 2] - v[mc, 2]) - 0.5 * LIP_SEAM_RECESS, v[corners, 2])
+    tgt_mc = v[mc].copy()
+    tgt_mc[:, 1] = v[corners, 1]
+    tgt_mc[:, 2] = np.maximum(v[mc, 2], tgt_c[:, 2] + (0.0))
+    # the seam ring stays clear of the seam (above it on the upper lip, below on the lower)
+    # (it follows most of the contour's closing motion, as the outer lips do on a real face)
+    tgt_mu = v[mu].copy()
+    tgt_mu[:, 1] = np.maximum(v[mu, 1] + 0.8 * (tgt_up[:, 1] - v[up, 1]), seam_y + LIP_SEAM_CLEAR)
+    tgt_ml = v[ml].copy()
+    tgt_ml[:, 1] = np.minimum(v[ml, 1] + 0.8 * (tgt_lo[:, 1] - v[lo, 1]), seam_y - LIP_SEAM_CLEAR)
     edges, _ = unique_edges(faces)
-    fixed = [up, lo, np.array(FACE_OVAL), np.array([4, 1, 2, 94, 19, 168, 6]), np.array([152, 175, 199])]
-    vals = [disp_up, disp_lo] + [np.zeros((len(x), 3)) for x in fixed[2:]]
-    # the outer lip contour keeps its shape relative to the inner one (half the motion)
+    fixed = [up, lo, corners, mu, ml, mc,
+             np.array(FACE_OVAL), np.array([4, 1, 2, 94, 19, 168, 6]), np.array([152, 175, 199])]
+    vals = [tgt_up - v[up], tgt_lo - v[lo], tgt_c - v[corners], tgt_mu - v[mu], tgt_ml - v[ml],
+            tgt_mc - v[mc]] + [np.zeros((len(x), 3)) for x in fixed[6:]]
     disp = graph_laplacian_solve(len(v), edges, np.concatenate(fixed), np.concatenate(vals))
     return v + disp
 

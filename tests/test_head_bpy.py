@@ -154,3 +154,63 @@ def test_skin_tone_changes_the_render(addon):
         rgb = hb.render_rgb(scene)
         means.append(rgb[16:32, 16:32].mean())
     assert means[0] > means[1] + 40, means
+
+
+INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 95, 88, 178, 87, 14, 317, 402, 318, 324, 62, 292)
+
+
+@pytest.mark.parametrize("aus", [{}, {"AU12": 0.8, "AU06": 0.6}, {"AU01": 0.8, "AU04": 0.6, "AU15": 0.8}],
+                         ids=["neutral", "joy", "sadness"])
+def test_closed_lips_seam_is_visible_from_the_front(addon, aus):
+    """The inner-lip contour of closed lips lies on the visible seam: in a frontal view each
+    inner-lip landmark is the first surface its camera ray meets (within 0.5 mm)."""
+    import bpy
+
+    from facs_dataset_generator.pipeline import annotate
+
+    head, obj = _head(addon)
+    kb = obj.data.shape_keys.key_blocks
+    for au, v in aus.items():
+        kb[au].value = v
+    dg = bpy.context.evaluated_depsgraph_get()
+    geom = annotate.evaluate_expression(obj, head.builtin_landmark_map(obj, dg), dg)
+    lm = geom.landmarks
+    cam = np.array([lm[[33, 263], 0].mean(), lm[:, 1].min() - 0.5, lm[13, 2]])
+    idx = list(INNER_LIP)
+    m = geom.world_to_local  # the BVH is in object space
+    cam_l = cam @ m[:3, :3].T + m[:3, 3]
+    lm_l = lm @ m[:3, :3].T + m[:3, 3]
+    gaps = []
+    for i in idx:
+        vec = lm_l[i] - cam_l
+        dist = float(np.linalg.norm(vec))
+        hit = geom.bvh.ray_cast(cam_l.tolist(), (vec / dist).tolist(), dist + 0.01)
+        # no hit: the ray slipped exactly through the landmark vertex (nothing in front of it)
+        gaps.append(0.0 if hit[0] is None else dist - hit[3])
+    gaps = np.array(gaps)
+    assert gaps.max() < 5e-4, dict(zip(idx, np.round(gaps * 1000, 2)))
+    # and the pipeline's own occlusion test calls them visible
+    assert annotate.unoccluded(geom, cam)[idx].all()
+    # the lips really are closed there (no open mouth)
+    assert np.linalg.norm(lm[13] - lm[14]) < 1e-3
+
+
+def test_open_mouth_shows_the_dark_pocket(addon):
+    import bpy
+
+    from facs_dataset_generator.core import head_model as hm
+    from facs_dataset_generator.pipeline import annotate
+
+    head, obj = _head(addon)
+    obj.data.shape_keys.key_blocks["AU26"].value = 1.0
+    dg = bpy.context.evaluated_depsgraph_get()
+    geom = annotate.evaluate_expression(obj, head.builtin_landmark_map(obj, dg), dg)
+    lm = geom.landmarks
+    m = geom.world_to_local  # the BVH is in object space (the head is not rotated)
+    lm = lm @ m[:3, :3].T + m[:3, 3]
+    mid = 0.5 * (lm[13] + lm[14])
+    cam = np.array([mid[0], lm[:, 1].min() - 0.5, mid[2]])
+    hit = geom.bvh.ray_cast(cam.tolist(), [0.0, 1.0, 0.0], 1.0)
+    assert hit[0] is not None
+    assert obj.data.polygons[hit[2]].material_index in (hm.MAT_MOUTH, hm.MAT_TEETH)
+    assert hit[3] > lm[13, 1] - cam[1] + 0.003  # the pocket lies well behind the lips

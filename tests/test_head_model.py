@@ -215,3 +215,23 @@ def test_proxy_input_conventions(head):
         assert au_proxies.proxy(au, n2) == pytest.approx(au_proxies.proxy(au, n3), abs=1e-9)
     with pytest.raises(KeyError):
         au_proxies.proxy("AU99", n3)
+
+
+@pytest.mark.parametrize("fullness", [-1.0, 0.0, 1.0])
+def test_au23_tightens_the_lips(head, fullness):
+    """AU23: red lips thinner (both lips), mouth narrower, lips still closed, for any lip
+    fullness; as large as the other lip AUs (not a barely visible change)."""
+    base = head.verts + fullness * head.shape_keys["ID_lip_fullness"]
+    posed = base + head.shape_keys["AU23"]
+    n, p = au_proxies.face_frame(base[:468])[0], au_proxies.face_frame(posed[:468])[0]
+    d_red = au_proxies.red_lip_height(p) - au_proxies.red_lip_height(n)
+    assert d_red <= -au_proxies.PROXIES["AU23"].min_change
+    assert au_proxies.PROXIES["AU23"].min_change >= 0.04
+    for a, b in ((0, 13), (14, 17)):  # upper and lower red lip each get thinner
+        assert np.linalg.norm(p[a] - p[b]) < np.linalg.norm(n[a] - n[b]) - 0.015
+    assert au_proxies.mouth_width(p) < au_proxies.mouth_width(n) - 0.02  # lips narrowed
+    assert au_proxies.lip_gap(p) < 0.005  # still closed
+    # it dominates a co-occurring lip AU's own red-lip change (AU24 lip presser)
+    both = base + head.shape_keys["AU23"] + head.shape_keys["AU24"]
+    d_both = au_proxies.red_lip_height(au_proxies.face_frame(both[:468])[0]) - au_proxies.red_lip_height(n)
+    assert d_both < d_red
