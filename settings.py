@@ -209,7 +209,7 @@ class FACSGEN_PG_settings(bpy.types.PropertyGroup):
     resolution_x: IntProperty(name="Width", min=16, default=512)
     resolution_y: IntProperty(name="Height", min=16, default=512)
     resolution_percentage: IntProperty(name="%", min=1, max=100, default=100, subtype="PERCENTAGE")
-    samples: IntProperty(name="Render Samples", min=1, default=16)
+    samples: IntProperty(name="Render Samples", min=1, default=cfg.RenderConfig.samples)
     denoise: BoolProperty(name="Denoise", default=True)
     output_dir: StringProperty(name="Output", subtype="DIR_PATH", default="")
     resume: BoolProperty(name="Resume", description="Continue an interrupted dataset in the output folder",

@@ -425,6 +425,18 @@ def parse_overrides(items) -> dict:
     return ov
 
 
+def pipeline_default_samples() -> int:
+    """``RenderConfig().samples`` (the pipeline's default, also the CLI's ``--samples`` default),
+    read without importing the package (its ``__init__`` needs bpy)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_facsgen_config", ROOT / "core" / "config.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look the module up
+    spec.loader.exec_module(mod)
+    return int(mod.RenderConfig().samples)
+
+
 def fmt_mb(kib) -> str:
     return f"{kib / 1024:.0f} MiB"
 
@@ -442,6 +454,7 @@ def bench(args) -> None:
         for k, item in enumerate(args.proto_set):
             protos[f"proto{k}" if len(args.proto_set) > 1 else "proto"] = parse_overrides([item])
         variants = [v for v in variants if v != "proto"] + list(protos)
+    ours_spp = args.ours_spp or pipeline_default_samples()
     results: dict[tuple[str, str], list[dict]] = {}
     for rep in range(args.repeats):
         for char in chars:
@@ -451,6 +464,8 @@ def bench(args) -> None:
                 shutil.rmtree(out, ignore_errors=True)
                 kind = "proto" if v.startswith("proto") else v.split(":")[0]
                 a = dict(base, char=char, variant=kind, out=str(out))
+                if kind in ("ours", "proto"):  # the pipeline's own sample count unless asked
+                    a["spp"] = ours_spp
                 if ":" in v:  # e.g. ours:12 = the pipeline at 12 spp (quality-matched point)
                     a["spp"] = int(v.split(":")[1])
                 if v in protos:
@@ -474,7 +489,8 @@ def bench(args) -> None:
             refs[char] = ref
 
     print()
-    print(f"== throughput: N={args.n} samples, {args.res}x{args.res}, {args.spp} spp, device {args.device}, "
+    print(f"== throughput: N={args.n} samples, {args.res}x{args.res}, naive {args.spp} spp, ours {ours_spp} spp "
+          f"(pipeline default {pipeline_default_samples()}), device {args.device}, "
           f"{args.repeats} repeat(s), {os.cpu_count()} CPUs; command: {' '.join(sys.argv)}")
     for char in chars:
         print(f"-- character {char}")
@@ -561,7 +577,11 @@ def main(argv=None) -> None:
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=16, help="samples per run (default 16)")
     p.add_argument("--res", type=int, default=256)
-    p.add_argument("--spp", type=int, default=16)
+    p.add_argument("--spp", type=int, default=16,
+                   help="samples per pixel of the naive baseline (and of the reference runs' layout; default 16)")
+    p.add_argument("--ours-spp", type=int, default=0,
+                   help="samples per pixel of 'ours'/'proto' (default 0 = the pipeline's default, "
+                        "RenderConfig().samples = the CLI's --samples default); 'ours:N' forces N")
     p.add_argument("--views", type=int, default=8, help="camera views per expression (pipeline default 8)")
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto"))
     p.add_argument("--threads", type=int, default=0, help="Cycles threads (0 = all)")

@@ -214,7 +214,11 @@ class RenderConfig:
     device: str = "auto"  # cpu | gpu | auto
     resolution: tuple[int, int] = (512, 512)
     resolution_percentage: int = 100
-    samples: int = 16
+    # 24, not Blender's 16: the pipeline denoises with OIDN's FAST prefilter (half the denoise
+    # time of Blender's default ACCURATE) and spends part of the saving on samples, for images
+    # at least as close to a converged render as Blender's 16 spp + ACCURATE (issue 8,
+    # benchmarks/throughput.py --quality; pipeline.render_setup.DEFAULT_SAMPLES)
+    samples: int = 24
     denoise: bool = True
 
 

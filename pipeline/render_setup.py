@@ -26,7 +26,11 @@ _RIG_PREFIXES = ("facs_rig_",)  # MB-Lab FACS slider widgets: never rendered
 
 #: Fast-path defaults (measured in benchmarks/throughput.py; checked by tests/test_throughput_settings.py).
 DENOISING_PREFILTER = "FAST"  # OIDN albedo/normal prefilter (Blender's default ACCURATE: ~2x the denoise time)
-WORLD_MAP_RESOLUTION = 1024  # world importance map of the run's HDRI world
+WORLD_MAP_RESOLUTION = 2048  # world importance map of the run's HDRI world (Blender's AUTOMATIC = 4096 here)
+#: The pipeline's default samples per pixel (``core.config.RenderConfig.samples``): with the FAST
+#: prefilter, 24 spp matches or beats a 16 spp render with Blender's default denoiser (ACCURATE)
+#: against a converged reference, for less time (benchmarks/throughput.py --quality).
+DEFAULT_SAMPLES = 24
 
 
 class SceneState:
@@ -411,11 +415,12 @@ class HdriWorld:
             self.images[name] = im
         # Cycles rebuilds the world's importance map whenever the world changes (once per
         # expression here: the views of an expression share the lighting; persistent data
-        # keeps it for the other views). The studio HDRIs have small bright sources: a 256
-        # map leaves fireflies (-1.4 dB PSNR against a converged render, MB-Lab 256x256
-        # 16 spp), MANUAL 1024 removes most of them at no measurable cost; Blender's default
-        # "AUTOMATIC" is another +0.4 dB but costs ~1.2 CPU-s per rebuild (2-core machine,
-        # benchmarks/throughput.py).
+        # keeps it for the other views). The studio HDRIs have small bright sources. Measured
+        # on MB-Lab, 256x256, 16 spp, FAST prefilter, PSNR against a 512 spp render (2-core
+        # machine): MANUAL 1024 44.03 dB (~0.05 CPU-s per rebuild), 2048 44.78 dB (~0.35 CPU-s),
+        # Blender's default AUTOMATIC (= 4096 for these HDRIs) 44.89 dB (~1.4 CPU-s). With
+        # persistent data the map must be set before the first render: changing it later
+        # is not picked up.
         if hasattr(world, "cycles"):
             world.cycles.sampling_method = "MANUAL"
             world.cycles.sample_map_resolution = WORLD_MAP_RESOLUTION
