@@ -352,9 +352,40 @@ def _frame(header: str, lines: list[str]):
     )
 
 
+TABLES_HINT = (
+    "pandas and pyarrow are not installed in this Python (Blender does not ship them): "
+    "install them into Blender's Python, or run `facsgen validate --rebuild-index DIR` from the "
+    "pip-installed facsgen"
+)
+
+
+def have_tables() -> bool:
+    """True when pandas + pyarrow can be imported (the bpy wheel's venv: yes; stock Blender: no)."""
+    try:
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _write_index_csv_plain(out: Path, header: str, lines: list[str]) -> None:
+    """``index.csv`` without pandas: the per-sample data rows (already CSV text), sorted by
+    sample_id (the first column); a stale ``index.parquet`` is removed."""
+    rows = sorted(lines, key=lambda ln: ln.split(",", 1)[0])
+    tmp_csv = tmp_path(out / INDEX_CSV)
+    tmp_csv.write_text(header + "\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp_csv, out / INDEX_CSV)
+    try:
+        (out / INDEX_PARQUET).unlink()
+    except FileNotFoundError:
+        pass
+
+
 def rebuild_index(out):
     """Rebuild ``index.csv`` and ``index.parquet`` from the per-sample CSVs (sorted by
-    sample_id); returns the DataFrame (None when there is no sample)."""
+    sample_id); returns the DataFrame (None when there is no sample, or when pandas/pyarrow
+    are missing: then only ``index.csv`` is written, with the standard library)."""
     out = Path(out)
     s = scan(out)
     csv_ids = sorted(s.complete | s.csv_only)
@@ -365,6 +396,10 @@ def rebuild_index(out):
         if not cols:
             return None
         header = ",".join(cols)
+    if not have_tables():
+        _write_index_csv_plain(out, header, lines)
+        print(f"facsgen: {INDEX_PARQUET} not written: {TABLES_HINT}")
+        return None
     df = _frame(header, lines)
     df = df.sort_values("sample_id", kind="stable").reset_index(drop=True)
     tmp_csv = tmp_path(out / INDEX_CSV)
@@ -453,6 +488,8 @@ def validate_dataset(out) -> list[str]:
     [0, 1]; visible flags 0/1 and visible landmarks inside the image; no duplicate
     sample ids; no partial or orphan files; index.csv / index.parquet hold exactly the
     per-sample rows."""
+    if not have_tables():
+        return [f"cannot validate {out}: {TABLES_HINT}"]
     import pandas as pd
 
     out = Path(out)
