@@ -245,6 +245,21 @@ def _expected_errors():
     return tuple(errors)
 
 
+def _call_reporting(op, what: str, fn, *args):
+    """``fn(*args)`` with errors reported on ``op`` (no traceback in the UI): returns
+    ``(True, result)`` or ``(False, None)`` after an ERROR report."""
+    try:
+        return True, fn(*args)
+    except ImportError as exc:
+        op.report({"ERROR"}, f"The generation pipeline is not available: {exc}")
+    except _expected_errors() as exc:
+        op.report({"ERROR"}, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a UI never shows a traceback; the console gets it
+        traceback.print_exc()
+        op.report({"ERROR"}, f"{what} failed ({type(exc).__name__}: {exc}); details in the system console")
+    return False, None
+
+
 def _views_config(conf: cfg.GenerationConfig, emotion: str, views: int) -> cfg.GenerationConfig:
     """A config whose emotion's first expression draw covers every view 0..views-1."""
     return dataclasses.replace(conf, emotions=(emotion,), emotion_counts={emotion: views}, emotion_weights={},
@@ -371,17 +386,8 @@ class FACSGEN_OT_preview_sample(bpy.types.Operator):
         return self.execute(context)
 
     def execute(self, context):
-        try:
-            aus = _show_preview(context, self.emotion, self.index)
-        except ImportError as exc:
-            self.report({"ERROR"}, f"The generation pipeline is not available: {exc}")
-            return {"CANCELLED"}
-        except _expected_errors() as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            self.report({"ERROR"}, f"Preview failed ({type(exc).__name__}: {exc}); details in the system console")
+        ok, aus = _call_reporting(self, "Preview", _show_preview, context, self.emotion, self.index)
+        if not ok:
             return {"CANCELLED"}
         active = ", ".join(f"{k} {v:.2f}" for k, v in sorted(aus.items(), key=lambda kv: cfg.au_sort_key(kv[0]))
                            if v > 0) or "no AU (neutral)"
@@ -423,18 +429,10 @@ class FACSGEN_OT_show_camera_views(bpy.types.Operator):
             overlay.clear_cameras()
             self.report({"INFO"}, "Camera views hidden")
             return {"FINISHED"}
-        try:
-            mats, target = camera_views(context)
-        except ImportError as exc:
-            self.report({"ERROR"}, f"The generation pipeline is not available: {exc}")
+        ok, views = _call_reporting(self, "Placing the cameras", camera_views, context)
+        if not ok:
             return {"CANCELLED"}
-        except _expected_errors() as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            self.report({"ERROR"}, f"Cannot place the cameras ({type(exc).__name__}: {exc})")
-            return {"CANCELLED"}
+        mats, target = views
         overlay.set_cameras(mats[:, :3, 3], target=target, matrices=mats, label=f"{len(mats)} views")
         self.report({"INFO"}, f"Showing {len(mats)} camera views")
         return {"FINISHED"}
@@ -461,14 +459,10 @@ class FACSGEN_OT_jump_to_view(bpy.types.Operator):
 
     def execute(self, context):
         scene = context.scene
-        try:
-            mats, _target = camera_views(context)
-        except ImportError as exc:
-            self.report({"ERROR"}, f"The generation pipeline is not available: {exc}")
+        ok, views = _call_reporting(self, "Placing the cameras", camera_views, context)
+        if not ok:
             return {"CANCELLED"}
-        except _expected_errors() as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
+        mats = views[0]
         if not 0 <= self.view < len(mats):
             self.report({"ERROR"}, f"View {self.view} does not exist: the camera layout has {len(mats)} views "
                                    f"(0-{len(mats) - 1})")

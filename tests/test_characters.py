@@ -48,16 +48,11 @@ def _evaluated_key_values(obj) -> dict[str, float]:
 
 
 def _evaluated_verts(obj) -> np.ndarray:
+    from facs_dataset_generator.pipeline.landmarks import evaluated_vertices
+
     dg = bpy.context.evaluated_depsgraph_get()
     dg.update()
-    ob = obj.evaluated_get(dg)
-    me = ob.to_mesh()
-    try:
-        co = np.empty(len(me.vertices) * 3, dtype=np.float32)
-        me.vertices.foreach_get("co", co)
-    finally:
-        ob.to_mesh_clear()
-    return co.reshape(-1, 3).astype(np.float64)
+    return evaluated_vertices(obj, dg, world=False)
 
 
 def _mblab_table() -> dict:
