@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import cluster  # the Ray driver never imports bpy
 
         return cluster.run(ns, _preprocess(argv))
+    if ns.command in ("validate", "merge"):
+        return run(ns)  # bpy-free: works wherever pandas is installed, no Blender start-up
     import bpy  # noqa: F401  (the wheel; imported only after parsing so --help is instant)
 
     from .. import registration

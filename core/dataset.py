@@ -406,9 +406,18 @@ def rebuild_index(out):
     df.to_csv(tmp_csv, index=False, float_format=None)
     os.replace(tmp_csv, out / INDEX_CSV)
     tmp_pq = tmp_path(out / INDEX_PARQUET)
-    df.to_parquet(tmp_pq, index=False, engine="pyarrow")
+    _write_parquet(df, tmp_pq)
     os.replace(tmp_pq, out / INDEX_PARQUET)
     return df
+
+
+def _write_parquet(df, path) -> None:
+    """Write ``df`` to ``path`` with pyarrow directly, from a path string (see
+    :func:`read_parquet` for why not through pandas' file handles)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False, nthreads=1), str(path))
 
 
 def read_index(out):
@@ -629,14 +638,27 @@ def validate_dataset(out) -> list[str]:
         problems.append(f"{INDEX_PARQUET} missing (run `facsgen validate --rebuild-index {out}`)")
     else:
         try:
-            pq = pd.read_parquet(idx_pq, columns=["sample_id"])
+            pq_ids = read_parquet(idx_pq, columns=["sample_id"])["sample_id"]
         except Exception as exc:
             problems.append(f"{INDEX_PARQUET} cannot be read ({exc})")
         else:
-            if sorted(pq["sample_id"].astype(str)) != sorted(df["sample_id"]):
+            if sorted(map(str, pq_ids)) != sorted(df["sample_id"]):
                 problems.append(f"{INDEX_PARQUET} does not match the per-sample CSVs "
                                 f"(run `facsgen validate --rebuild-index {out}`)")
     return problems
+
+
+def read_parquet(path, columns: list[str] | None = None):
+    """A Parquet file (e.g. ``index.parquet``) as a DataFrame, read on the calling thread.
+
+    Not ``pandas.read_parquet``: that reads through Arrow's thread pools, whose threads can
+    still be alive at interpreter exit and abort the process after the work is done
+    ("terminate called without an active exception", apache/arrow#34314) -- seen here as
+    ``facsgen validate`` printing OK and then exiting with SIGABRT on a loaded machine."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(str(path)) as f:  # (pq.read_table starts the dataset thread pool even so)
+        return f.read(columns=columns, use_threads=False).to_pandas(use_threads=False)
 
 
 def _same_rows(a, b) -> bool:

@@ -262,3 +262,24 @@ def test_blender_command_entry(addon, tmp_path):
     assert cli._cli_handle is not None
     assert cli._blender_command(["validate", str(tmp_path / "missing")]) == 1
     assert cli._blender_command(["generate", "--count", "x"]) == 2
+
+
+def test_validate_and_merge_run_without_bpy(tmp_path):
+    """``facsgen validate`` / ``merge`` only read and write tables: they must work where bpy
+    cannot be imported (a login node, a CI job checking shards) and never start Blender."""
+    code = (
+        "import sys, builtins\n"
+        "real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    if name == 'bpy' or name.startswith('bpy.'):\n"
+        "        raise ImportError('bpy must not be imported by validate/merge')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        f"from {PKG} import cli\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    missing = tmp_path / "missing"
+    r = _run([sys.executable, "-c", code, "validate", str(missing)])
+    assert r.returncode == 1 and "not a folder" in r.stderr and "bpy must not" not in r.stderr, r.stderr
+    r = _run([sys.executable, "-c", code, "merge", str(tmp_path / "m"), str(missing)])
+    assert r.returncode == 2 and "missing" in r.stderr and "bpy must not" not in r.stderr and "Traceback" not in r.stderr, r.stderr

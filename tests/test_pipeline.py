@@ -600,7 +600,9 @@ def test_determinism_same_seed_same_csvs(reference, tmp_path):
     a, b = _csvs(reference), _csvs(out)
     assert len(a) == 10 and a == b
     assert (reference / "index.csv").read_text() == (out / "index.csv").read_text()
-    assert pd.read_parquet(reference / "index.parquet").equals(pd.read_parquet(out / "index.parquet"))
+    from facs_dataset_generator.core import dataset
+
+    assert dataset.read_parquet(reference / "index.parquet").equals(dataset.read_parquet(out / "index.parquet"))
 
 
 def test_shards_merge_into_the_single_run(reference, tmp_path):
