@@ -209,7 +209,12 @@ class FACSGEN_PG_settings(bpy.types.PropertyGroup):
     resolution_x: IntProperty(name="Width", min=16, default=512)
     resolution_y: IntProperty(name="Height", min=16, default=512)
     resolution_percentage: IntProperty(name="%", min=1, max=100, default=100, subtype="PERCENTAGE")
-    samples: IntProperty(name="Render Samples", min=1, default=cfg.RenderConfig.samples)
+    samples: IntProperty(name="Render Samples", description="Samples per pixel, at most (Cycles)", min=1,
+                         default=cfg.RenderConfig.samples)
+    noise_threshold: FloatProperty(
+        name="Noise Threshold", min=0.0, max=1.0, precision=3, step=0.1, default=cfg.RenderConfig.noise_threshold,
+        description="Cycles adaptive sampling: a pixel stops once its noise is below this (0 = off)",
+    )
     denoise: BoolProperty(name="Denoise", default=True)
     output_dir: StringProperty(name="Output", subtype="DIR_PATH", default="")
     resume: BoolProperty(name="Resume", description="Continue an interrupted dataset in the output folder",
@@ -411,6 +416,7 @@ def to_config(settings: FACSGEN_PG_settings, out: str | None = None) -> tuple[cf
             resolution=(settings.resolution_x, settings.resolution_y),
             resolution_percentage=settings.resolution_percentage,
             samples=settings.samples,
+            noise_threshold=_f(settings.noise_threshold),
             denoise=settings.denoise,
         ),
         lighting=cfg.LightingConfig(mode=settings.lighting),

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--views", type=int, default=9)
     ap.add_argument("--resolution", type=int, default=384)
-    ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--skip-mblab", action="store_true")
     ap.add_argument("--skip-retopo", action="store_true")
     ap.add_argument("--no-refine", action="store_true", help="MediaPipe without refine_landmarks")

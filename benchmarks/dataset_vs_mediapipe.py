@@ -43,19 +43,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import import_pkg
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _import_pkg():
-    try:
-        import facs_dataset_generator  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "tests"))
-        import conftest  # noqa: F401  (makes the package importable)
-    import facs_dataset_generator as pkg
-
-    return pkg
 
 
 # --------------------------------------------------------------------------- dataset
@@ -130,7 +120,7 @@ def detect(rgb: np.ndarray) -> np.ndarray | None:
 
 def compare(out, df=None) -> dict:
     """Detect every image of the dataset at ``out`` and compare it with the labels."""
-    _import_pkg()
+    import_pkg()
     from facs_dataset_generator.core import qa
 
     out = Path(out)
@@ -353,7 +343,7 @@ def main(argv=None) -> int:
         if argv[i] in ("--yaw-range", "--pitch-range") and argv[i + 1].startswith("-"):
             argv[i:i + 2] = [f"{argv[i]}={argv[i + 1]}", ""]
     args = ap.parse_args([a for a in argv if a != ""])
-    _import_pkg()
+    import_pkg()
     if (args.dir is None) == (args.generate is None):
         ap.error("give a dataset DIR or --generate N")
     if args.generate is not None:

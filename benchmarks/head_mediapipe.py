@@ -17,25 +17,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import import_pkg
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _import_pkg():
-    try:
-        import facs_dataset_generator as pkg  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "tests"))
-        import conftest  # noqa: F401  (makes the package importable)
-    import facs_dataset_generator as pkg
-
-    return pkg
 
 
 # --------------------------------------------------------------------------- scene
@@ -199,7 +188,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="one sign per yaw, fewer AUs")
     args = ap.parse_args(argv)
-    _import_pkg()
+    import_pkg()
     from facs_dataset_generator.core import au_proxies
     from facs_dataset_generator.pipeline import head as head_mod
 

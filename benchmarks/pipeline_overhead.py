@@ -22,22 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))  # the repo as a package (no install)
-
-
-def _import_pkg():
-    try:
-        import facs_dataset_generator as pkg
-    except ImportError:
-        import importlib.util
-
-        root = Path(__file__).resolve().parent.parent
-        spec = importlib.util.spec_from_file_location("facs_dataset_generator", root / "__init__.py",
-                                                      submodule_search_locations=[str(root)])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules["facs_dataset_generator"] = pkg
-        spec.loader.exec_module(pkg)
-    return pkg
+from _common import import_pkg
 
 
 def run_one(size: int, count: int, views: int, spp: int, device: str, denoise: bool, out: Path) -> dict:
@@ -95,7 +80,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep the datasets under DIR")
     args = ap.parse_args(argv)
 
-    _import_pkg()
+    import_pkg()
     import bpy
 
     from facs_dataset_generator import registration

@@ -10,8 +10,10 @@ Variants (``--variants``, comma separated):
 
 * ``naive``   the straightforward script: the scene prepared by ``Job.prepare()`` (same
   character, camera positions, HDRI lighting, same samples), then Cycles render settings put
-  back to Blender's defaults (denoiser OIDN prefilter ACCURATE quality HIGH, default light
-  paths, adaptive sampling defaults, no persistent data; 16 spp / the resolution asked),
+  back to the defaults of a new Blender scene (denoiser OIDN prefilter ACCURATE quality HIGH,
+  default light paths, adaptive sampling defaults, sampling pattern AUTOMATIC = blue noise at
+  these sample counts, world importance map AUTOMATIC, no persistent data; 16 spp / the
+  resolution asked),
   and per sample: set AUs, move the camera, ``view_layer.update()``, project the landmarks
   one vertex at a time with ``bpy_extras.object_utils.world_to_camera_view``, render a still
   with ``write_still``, write a CSV with the ``csv`` module.
@@ -67,7 +69,7 @@ CYCLES_DEFAULT_PROPS = (
     "transparent_max_bounces", "caustics_reflective", "caustics_refractive", "blur_glossy",
     "sample_clamp_direct", "sample_clamp_indirect", "use_adaptive_sampling", "adaptive_threshold",
     "adaptive_min_samples", "use_light_tree", "light_sampling_threshold", "tile_size", "use_auto_tile",
-    "time_limit", "use_guiding",
+    "time_limit", "use_guiding", "sampling_pattern",
 )
 
 
@@ -110,6 +112,7 @@ def _config(a: dict):
         render=cfg.RenderConfig(device=a.get("device", "cpu"), resolution=(a["res"], a["res"]), samples=a["spp"],
                                 denoise=not a.get("no_denoise", False)),
         camera=cfg.CameraConfig(views=int(a.get("views", 8))),
+        **({"emotions": tuple(a["emotions"])} if a.get("emotions") else {}),
         shard=tuple(a.get("shard", (0, 1))),
     )
     if a["char"] == "mblab":
@@ -211,12 +214,14 @@ def _reset_to_defaults(scene) -> dict:
     c = scene.cycles
     return {"denoiser": c.denoiser, "prefilter": c.denoising_prefilter, "quality": c.denoising_quality,
             "max_bounces": c.max_bounces, "persistent_data": scene.render.use_persistent_data,
+            "sampling_pattern": c.sampling_pattern,
             "world_map": scene.world.cycles.sampling_method if scene.world is not None else None}
 
 
 def _settings_summary(scene) -> dict:
     c, r = scene.cycles, scene.render
-    return {"device": c.device, "samples": c.samples, "denoise": c.use_denoising, "denoiser": c.denoiser,
+    return {"device": c.device, "samples": c.samples, "pattern": c.sampling_pattern, "denoise": c.use_denoising,
+            "denoiser": c.denoiser,
             "prefilter": c.denoising_prefilter, "quality": c.denoising_quality,
             "passes": c.denoising_input_passes, "adaptive": (c.use_adaptive_sampling, round(c.adaptive_threshold, 4)),
             "bounces": (c.max_bounces, c.diffuse_bounces, c.glossy_bounces, c.transmission_bounces,
@@ -437,6 +442,18 @@ def pipeline_default_samples() -> int:
     return int(mod.RenderConfig().samples)
 
 
+def _scene_key(base: dict) -> str:
+    """What the reference images depend on besides size/count/seed: the samples drawn (emotions,
+    views) and the built-in head's geometry and materials; a cached reference is reused only
+    when all of it matches."""
+    import hashlib
+
+    h = hashlib.sha1(json.dumps([base["emotions"], base["views"]]).encode())
+    for rel in ("pipeline/head.py", "core/head_model.py", "data/head_au_fields.json"):
+        h.update((ROOT / rel).read_bytes())
+    return h.hexdigest()[:10]
+
+
 def fmt_mb(kib) -> str:
     return f"{kib / 1024:.0f} MiB"
 
@@ -447,8 +464,9 @@ def bench(args) -> None:
     log = work / "workers.log"
     chars = args.chars.split(",")
     variants = args.variants.split(",")
+    emotions = [e.strip() for e in args.emotions.split(",") if e.strip()] if args.emotions else []
     base = {"n": args.n, "res": args.res, "spp": args.spp, "views": args.views, "device": args.device,
-            "threads": args.threads, "seed": args.seed}
+            "threads": args.threads, "seed": args.seed, "emotions": emotions}
     protos = {}
     if args.proto_set:
         for k, item in enumerate(args.proto_set):
@@ -480,7 +498,7 @@ def bench(args) -> None:
     refs = {}
     if args.quality:
         for char in chars:
-            ref = work / f"ref_{char}_{args.res}_{args.n}_{args.ref_spp}_{args.seed}"
+            ref = work / f"ref_{char}_{args.res}_{args.n}_{args.ref_spp}_{args.seed}_{_scene_key(base)}"
             if not (ref / "images").is_dir() or len(list((ref / "images").glob("*.png"))) < args.n:
                 shutil.rmtree(ref, ignore_errors=True)
                 t = time.perf_counter()
@@ -489,7 +507,8 @@ def bench(args) -> None:
             refs[char] = ref
 
     print()
-    print(f"== throughput: N={args.n} samples, {args.res}x{args.res}, naive {args.spp} spp, ours {ours_spp} spp "
+    print(f"== throughput: N={args.n} samples ({', '.join(emotions) or 'all emotions'}, {args.views} views per "
+          f"expression), {args.res}x{args.res}, naive {args.spp} spp, ours {ours_spp} spp "
           f"(pipeline default {pipeline_default_samples()}), device {args.device}, "
           f"{args.repeats} repeat(s), {os.cpu_count()} CPUs; command: {' '.join(sys.argv)}")
     for char in chars:
@@ -583,6 +602,10 @@ def main(argv=None) -> None:
                    help="samples per pixel of 'ours'/'proto' (default 0 = the pipeline's default, "
                         "RenderConfig().samples = the CLI's --samples default); 'ours:N' forces N")
     p.add_argument("--views", type=int, default=8, help="camera views per expression (pipeline default 8)")
+    p.add_argument("--emotions", default="",
+                   help="emotions to draw, comma separated (default: all 8 of the preset). With N=16 and all "
+                        "8, each expression draw gets only 2 of its --views views (start-up case); "
+                        "--emotions Joy,Surprise gives 2 expressions x 8 views (the steady state of a long run)")
     p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto"))
     p.add_argument("--threads", type=int, default=0, help="Cycles threads (0 = all)")
     p.add_argument("--seed", type=int, default=0)

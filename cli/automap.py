@@ -49,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="store the map on the object and save the .blend (implied when --out is not given)")
     a.add_argument("--views", type=_int_in(1, 30), default=9, metavar="N", help="number of rendered views")
     a.add_argument("--resolution", type=_int_in(128, 2048), default=384, metavar="N", help="render size (square)")
-    a.add_argument("--samples", type=_int_in(1, 256), default=8, metavar="N", help="Cycles samples per view")
+    a.add_argument("--samples", type=_int_in(1, 256), default=16, metavar="N",  # = pipeline.automap.AutomapOptions.samples
+                   help="Cycles samples per view")
     a.add_argument("--keep-pose", action="store_true",
                    help="map the face as currently posed (default: expression shape keys muted)")
     a.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -214,11 +214,14 @@ class RenderConfig:
     device: str = "auto"  # cpu | gpu | auto
     resolution: tuple[int, int] = (512, 512)
     resolution_percentage: int = 100
-    # 24, not Blender's 16: the pipeline denoises with OIDN's FAST prefilter (half the denoise
-    # time of Blender's default ACCURATE) and spends part of the saving on samples, for images
-    # at least as close to a converged render as Blender's 16 spp + ACCURATE (issue 8,
-    # benchmarks/throughput.py --quality; pipeline.render_setup.DEFAULT_SAMPLES)
-    samples: int = 24
+    # Cycles: at most this many samples per pixel; adaptive sampling stops a pixel once its noise
+    # is below ``noise_threshold`` (0 = adaptive sampling off, every pixel gets ``samples``).
+    # 28 / 0.02, not Blender's 4096 / 0.01 or the 16 spp people use for datasets: with blue-noise
+    # sampling and OIDN's FAST prefilter this is as close to a converged render as 16 spp with
+    # Blender's default settings, in about half the time (issue 8, benchmarks/throughput.py
+    # --quality; pipeline.render_setup.DEFAULT_SAMPLES / NOISE_THRESHOLD)
+    samples: int = 28
+    noise_threshold: float = 0.02
     denoise: bool = True
 
 

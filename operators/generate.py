@@ -20,7 +20,7 @@ import bpy
 from bpy.props import StringProperty
 
 from .. import settings as st
-from ..core import config as cfg
+from ._reporting import call_reporting, expected_errors, report_exception
 
 TIMER_INTERVAL = 0.02  # seconds between samples (the UI handles its events in between)
 
@@ -47,17 +47,6 @@ def abort_running(reason: str = "aborted") -> None:
 def _synchronous(context) -> bool:
     """Run without a modal handler: background mode, or no window to own a timer."""
     return bool(bpy.app.background) or getattr(context, "window", None) is None
-
-
-def _expected_errors():
-    errors = [cfg.ConfigError, ValueError, OSError]
-    try:
-        from ..pipeline import runner
-
-        errors.insert(0, runner.GenerationError)
-    except ImportError:
-        pass
-    return tuple(errors)
 
 
 class _Rate:
@@ -127,24 +116,18 @@ def _begin(op, context) -> bool:
         preview.restore_preview(context)  # never generate from (or restore to) a previewed pose
     except ImportError:
         pass
-    try:
+    def prepare():
         from ..pipeline import runner
-    except ImportError as exc:
-        op.report({"ERROR"}, f"The generation pipeline is not available: {exc}")
-        return False
-    try:
+
         conf, preset = st.to_config(s)
         job = runner.Job(conf, preset, scene=context.scene)
         job.prepare()
-    except _expected_errors() as exc:
-        s.status = f"Error: {exc}"
-        op.report({"ERROR"}, str(exc))
-        return False
+        return conf, job
+
+    try:
+        conf, job = prepare()
     except Exception as exc:  # noqa: BLE001 - a UI never shows a traceback; the console gets it
-        traceback.print_exc()
-        s.status = f"Error: {exc}"
-        op.report({"ERROR"}, f"Internal error while preparing ({type(exc).__name__}: {exc}); "
-                             "details in the system console")
+        s.status = "Error: " + report_exception(op, "Preparing the run", exc)
         return False
     op._job = job
     op._conf = conf
@@ -197,7 +180,7 @@ def _tick(op, context) -> set[str]:
     try:
         more = job.step()
     except Exception as exc:  # noqa: BLE001
-        if not isinstance(exc, _expected_errors()):
+        if not isinstance(exc, expected_errors()):
             traceback.print_exc()
         try:
             job.cancel()
@@ -220,7 +203,7 @@ def _finish(op, context) -> set[str]:
     try:
         result = job.finish()
     except Exception as exc:  # noqa: BLE001
-        if not isinstance(exc, _expected_errors()):
+        if not isinstance(exc, expected_errors()):
             traceback.print_exc()
         _settings(context).status = f"Error: {exc}"
         op.report({"ERROR"}, f"Could not finish the dataset: {exc}")
@@ -378,16 +361,10 @@ class FACSGEN_OT_validate_dataset(bpy.types.Operator):
         if not os.path.isdir(out):
             self.report({"ERROR"}, f"Dataset folder not found: {out}")
             return {"CANCELLED"}
-        try:
-            from ..core import dataset
-        except ImportError as exc:
-            self.report({"ERROR"}, f"Dataset validation is not available: {exc}")
-            return {"CANCELLED"}
-        try:
-            problems = dataset.validate_dataset(out)
-        except Exception as exc:  # noqa: BLE001
-            traceback.print_exc()
-            self.report({"ERROR"}, f"Could not validate {out}: {exc}")
+        from ..core import dataset
+
+        ok, problems = call_reporting(self, f"Validating {out}", dataset.validate_dataset, out)
+        if not ok:
             return {"CANCELLED"}
         s = context.scene.facsgen
         if problems:

@@ -56,7 +56,7 @@ class FACSGEN_OT_map_landmarks(bpy.types.Operator):
                        default=9)
     resolution: IntProperty(name="Resolution", description="Render size in pixels (square)", min=128, max=2048,
                             default=384)
-    samples: IntProperty(name="Samples", description="Cycles samples per view", min=1, max=256, default=8)
+    samples: IntProperty(name="Samples", description="Cycles samples per view", min=1, max=256, default=16)
     neutral: BoolProperty(name="Neutral Face", description="Mute expression shape keys while rendering",
                           default=True)
 

@@ -19,6 +19,7 @@ from mathutils import Matrix
 from .. import settings as st
 from ..core import config as cfg
 from ..panels import overlay
+from ._reporting import call_reporting, expected_errors
 
 # --------------------------------------------------------------------------- scene-state snapshot
 
@@ -236,28 +237,9 @@ def _runner():
     return runner
 
 
-def _expected_errors():
-    errors = [cfg.ConfigError, ValueError, OSError, KeyError, IndexError]
-    try:
-        errors.insert(0, _runner().GenerationError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def _call_reporting(op, what: str, fn, *args):
-    """``fn(*args)`` with errors reported on ``op`` (no traceback in the UI): returns
-    ``(True, result)`` or ``(False, None)`` after an ERROR report."""
-    try:
-        return True, fn(*args)
-    except ImportError as exc:
-        op.report({"ERROR"}, f"The generation pipeline is not available: {exc}")
-    except _expected_errors() as exc:
-        op.report({"ERROR"}, str(exc))
-    except Exception as exc:  # noqa: BLE001 - a UI never shows a traceback; the console gets it
-        traceback.print_exc()
-        op.report({"ERROR"}, f"{what} failed ({type(exc).__name__}: {exc}); details in the system console")
-    return False, None
+    return call_reporting(op, what, fn, *args,
+                          expected=expected_errors(KeyError, IndexError))
 
 
 def _views_config(conf: cfg.GenerationConfig, emotion: str, views: int) -> cfg.GenerationConfig:

@@ -463,6 +463,8 @@ def draw_render(layout, context):
     col.prop(s, "resolution_percentage")
     layout.prop(s, "samples")
     if s.engine == "CYCLES":
+        layout.prop(s, "noise_threshold")
+    if s.engine == "CYCLES":
         layout.prop(s, "denoise")
     layout.separator()
     layout.prop(s, "output_dir")

@@ -32,7 +32,7 @@ from ..core import config as cfg
 from ..core.config import ConfigError
 from ..core.sampling import SamplePlan, sample_id
 from ..landmark_map import LandmarkMapError
-from . import annotate, characters, head, landmark_maps, render_setup
+from . import annotate, blender_log, characters, head, landmark_maps, render_setup
 
 
 class GenerationError(RuntimeError):
@@ -112,6 +112,7 @@ def validate_config(conf: cfg.GenerationConfig) -> None:
     if w < 1 or h < 1:
         raise ConfigError(f"resolution {r.resolution[0]}x{r.resolution[1]} at {r.resolution_percentage}% is empty")
     _check_number("render samples", r.samples, 1, integer=True)
+    _check_number("noise threshold", r.noise_threshold, 0, 1)
     c = conf.camera
     if c.layout not in ("fibonacci", "grid", "object"):
         raise ConfigError(f"unknown camera layout {c.layout!r} (expected fibonacci, grid or object)")
@@ -168,8 +169,12 @@ def _resolve_preset(conf: cfg.GenerationConfig, preset: cfg.Preset | None) -> cf
 class Job:
     """One generation run, driven one sample at a time (CLI loop or modal operator)."""
 
-    def __init__(self, config: cfg.GenerationConfig, preset: cfg.Preset | None = None, scene=None, progress=None):
+    def __init__(self, config: cfg.GenerationConfig, preset: cfg.Preset | None = None, scene=None, progress=None,
+                 capture_blender_log: bool = False):
         self.config = config
+        #: keep Blender's own log lines (render "Saved: ...", Cycles device warnings) off the
+        #: terminal (the CLI; see :mod:`.blender_log`); a failed render quotes them
+        self.capture_blender_log = capture_blender_log
         self._preset_arg = preset
         self.scene = scene
         self.progress = progress
@@ -309,7 +314,8 @@ class Job:
 
         # ---- from here on the scene and the disk are modified
         state.snapshot_character(obj)
-        self.device = render_setup.apply_render_settings(scene, conf.render, state)
+        with blender_log.captured(self.capture_blender_log):  # Cycles' device probing prints warnings
+            self.device = render_setup.apply_render_settings(scene, conf.render, state)
         self.camera = render_setup.make_camera(scene, conf.camera, state)
         self.world = render_setup.HdriWorld(scene, hdris, state) if hdris else None
         state.set(scene.render, "filepath", scene.render.filepath)  # set per sample in step()
@@ -449,16 +455,18 @@ class Job:
         tmp = dataset.tmp_path(final)
         scene.render.filepath = str(tmp)
         t1 = time.perf_counter()
+        log = None
         try:
-            bpy.ops.render.render(write_still=True, scene=scene.name)
+            with blender_log.captured(self.capture_blender_log) as log:
+                bpy.ops.render.render(write_still=True, scene=scene.name)
         except RuntimeError as exc:
-            raise GenerationError(f"rendering sample {s.sample_id} failed: {exc}") from None
+            raise GenerationError(f"rendering sample {s.sample_id} failed: {exc}{_quote(log)}") from None
         t2 = time.perf_counter()
         self.timings["pose"] += tp - t0
         self.timings["label"] += t1 - tp
         self.timings["render"] += t2 - t1
         if not tmp.is_file():
-            raise GenerationError(f"rendering sample {s.sample_id} wrote no image ({tmp})")
+            raise GenerationError(f"rendering sample {s.sample_id} wrote no image ({tmp}){_quote(log)}")
         dataset.commit_image(self.out, s.sample_id, tmp)
         dataset.write_annotation(self.out, s.sample_id, self.formatter.header, row)
         self._pending.popleft()
@@ -509,15 +517,23 @@ class Job:
         return len(self._pending)
 
 
+def _quote(log: blender_log.Captured | None) -> str:
+    """Blender's last log lines, to append to an error message (empty when none were captured)."""
+    tail = log.tail() if log is not None else ""
+    return f"\nBlender said:\n{tail}" if tail else ""
+
+
 def _sid(i: int) -> str:
     return sample_id(i)
 
 
-def generate(config: cfg.GenerationConfig, preset: cfg.Preset | None = None, progress=None, context=None
-             ) -> GenerationResult:
-    """Validate, render every pending sample of the shard, write the index, restore the scene."""
+def generate(config: cfg.GenerationConfig, preset: cfg.Preset | None = None, progress=None, context=None,
+             capture_blender_log: bool = False) -> GenerationResult:
+    """Validate, render every pending sample of the shard, write the index, restore the scene.
+
+    ``capture_blender_log``: keep Blender's own log lines off the terminal (see :class:`Job`)."""
     scene = getattr(context, "scene", None) if context is not None else None
-    job = Job(config, preset, scene=scene, progress=progress)
+    job = Job(config, preset, scene=scene, progress=progress, capture_blender_log=capture_blender_log)
     job.prepare()
     if progress is not None:
         progress(job.done, job.total, f"{job.remaining} to render ({job.skipped} already done)")

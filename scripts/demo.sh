@@ -11,5 +11,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e .
 OUT=${OUT:-demo_dataset}
-.venv/bin/facsgen generate --out "$OUT" --count 16 --views 2 --resolution 256 --samples 16 --seed 0 --resume "$@"
+.venv/bin/facsgen generate --out "$OUT" --count 16 --views 2 --resolution 256 --seed 0 --resume "$@"
 .venv/bin/facsgen validate "$OUT"

@@ -76,3 +76,18 @@ def has_mediapipe() -> bool:
         return True
     except ImportError:
         return False
+
+
+@pytest.fixture
+def without_mediapipe(monkeypatch):
+    """Imports of ``mediapipe`` fail for the test, as on a machine where it is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *a, **k):
+        if name == "mediapipe" or name.startswith("mediapipe."):
+            raise ImportError("No module named 'mediapipe'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)

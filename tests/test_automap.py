@@ -276,21 +276,11 @@ def test_region_zones_hold_for_the_exact_builtin_map(addon):
     assert sum(v >= REGION_MIN[k] for k, v in shifted.items()) <= 2
 
 
-def test_automap_without_mediapipe_explains(addon, monkeypatch):
-    import builtins
-
+def test_automap_without_mediapipe_explains(addon, without_mediapipe):
     import bpy
 
     from facs_dataset_generator.pipeline import automap as am
 
-    real_import = builtins.__import__
-
-    def fake_import(name, *a, **k):
-        if name == "mediapipe" or name.startswith("mediapipe."):
-            raise ImportError("No module named 'mediapipe'")
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
     me = bpy.data.meshes.new("m")
     me.from_pydata([(0, 0, 0), (1, 0, 0), (0, 0, 1)], [], [(0, 1, 2)])
     ob = bpy.data.objects.new("m", me)
@@ -318,3 +308,18 @@ def test_connected_parts_labels_separate_pieces(addon):
     n = 2000
     chain = np.stack([np.arange(n - 2), np.arange(1, n - 1), np.arange(2, n)], axis=1)[::-1]
     assert len(np.unique(connected_parts(n, chain))) == 1
+
+
+def test_cli_and_operator_defaults_match_the_options(addon):
+    """``facsgen automap``, the Map Face Landmarks operator and AutomapOptions render the same way."""
+    import bpy
+
+    from facs_dataset_generator import cli
+    from facs_dataset_generator.pipeline import automap as am
+
+    d = am.AutomapOptions()
+    ns = cli.parse_args(["automap", "--character", "Head"])
+    assert (ns.views, ns.resolution, ns.samples) == (d.views, d.resolution, d.samples)
+    props = bpy.ops.facsgen.map_landmarks.get_rna_type().properties
+    assert (props["views"].default, props["resolution"].default, props["samples"].default) == \
+        (d.views, d.resolution, d.samples)

@@ -251,21 +251,11 @@ def test_vertex_group_partial_refused_and_bad_lists(addon, tmp_path):
     assert lmaps.parse_index_list(str(f)) == idx
 
 
-def test_vertex_group_import_fill_automap_needs_mediapipe_message(addon, monkeypatch):
+def test_vertex_group_import_fill_automap_needs_mediapipe_message(addon, without_mediapipe):
     """Without MediaPipe, filling a partial map fails with the install hint (simulated)."""
-    import builtins
-
     from facs_dataset_generator.pipeline import automap as am
     from facs_dataset_generator.pipeline import landmark_maps as lmaps
 
-    real_import = builtins.__import__
-
-    def fake_import(name, *a, **k):
-        if name == "mediapipe" or name.startswith("mediapipe."):
-            raise ImportError("No module named 'mediapipe'")
-        return real_import(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", fake_import)
     assert not am.has_mediapipe()
     ob = _grid_object()
     _add_group(ob, range(75))

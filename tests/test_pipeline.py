@@ -597,12 +597,27 @@ def test_determinism_same_seed_same_csvs(reference, tmp_path):
     out = tmp_path / "again"
     r = _cli("generate", "--out", str(out), *ARGS)
     assert r.returncode == 0, r.stderr[-2000:]
+    # Blender's own log lines (render "Saved: ...", Cycles device probing) stay off the terminal
+    assert "Saved:" not in r.stdout + r.stderr and "| render" not in r.stdout + r.stderr, r.stdout + r.stderr
     a, b = _csvs(reference), _csvs(out)
     assert len(a) == 10 and a == b
     assert (reference / "index.csv").read_text() == (out / "index.csv").read_text()
     from facs_dataset_generator.core import dataset
 
     assert dataset.read_parquet(reference / "index.parquet").equals(dataset.read_parquet(out / "index.parquet"))
+
+
+def test_blender_log_on_request(tmp_path):
+    """``--blender-log`` shows what Blender prints; our own lines are there either way."""
+    args = ["--count", "2", "--views", "2", "--resolution", "24x16", "--samples", "1", "--no-denoise",
+            "--device", "cpu", "--emotions", "Joy", "--seed", "1"]
+    r = _cli("generate", "--out", str(tmp_path / "a"), *args, "--blender-log")
+    assert r.returncode == 0, r.stderr[-2000:]
+    both = r.stdout + r.stderr
+    assert both.count("Saved:") == 2 and "[2/2]" in both and "wrote 2 new samples" in both, both
+    r = _cli("generate", "--out", str(tmp_path / "b"), *args)
+    both = r.stdout + r.stderr
+    assert r.returncode == 0 and "Saved:" not in both and "[2/2]" in both and "wrote 2 new samples" in both, both
 
 
 def test_shards_merge_into_the_single_run(reference, tmp_path):

@@ -67,26 +67,60 @@ def test_fast_path_render_settings_are_applied_and_restored(addon, tmp_path):
     assert scene.cycles.denoising_prefilter == "ACCURATE"
 
 
-def test_default_sample_count_is_the_quality_matched_one(addon, tmp_path):
-    """FAST prefilter + 24 spp is the measured quality match of Blender's 16 spp + ACCURATE;
-    the config, the CLI's --samples default and the render all use it."""
+def test_default_sampling_is_the_quality_matched_one(addon, tmp_path):
+    """Blue noise + FAST prefilter + at most 28 spp with adaptive threshold 0.02 (at least 4
+    samples) is the measured quality match of a new scene's 16 spp defaults; the config, the
+    CLI's defaults, the panel's defaults and the render all use it, and the user's scene gets
+    its own settings back."""
     import bpy
 
     from facs_dataset_generator import cli
     from facs_dataset_generator.core import config as cfg
     from facs_dataset_generator.pipeline import render_setup, runner
 
-    assert cfg.RenderConfig().samples == render_setup.DEFAULT_SAMPLES == 24
+    assert cfg.RenderConfig().samples == render_setup.DEFAULT_SAMPLES == 28
+    assert cfg.RenderConfig().noise_threshold == render_setup.NOISE_THRESHOLD == 0.02
     ns = cli.parse_args(["generate", "--out", str(tmp_path / "x")])
-    assert ns.samples == 24
+    assert (ns.samples, ns.noise_threshold) == (28, 0.02)
+    from facs_dataset_generator import settings as st
+
+    bpy.context.scene.facsgen.output_dir = str(tmp_path / "ui")
+    conf, _ = st.to_config(bpy.context.scene.facsgen)  # the panel's defaults
+    assert (conf.render.samples, conf.render.noise_threshold) == (28, 0.02)
     conf = _conf(tmp_path / "ds", count=1, emotions=("Joy",))
     conf.render.samples = cfg.RenderConfig().samples
     scene = bpy.context.scene
+    c = scene.cycles
+    c.sampling_pattern, c.adaptive_threshold, c.adaptive_min_samples = "TABULATED_SOBOL", 0.05, 0
     job = runner.Job(conf, scene=scene).prepare()
     try:
-        assert scene.cycles.samples == 24
+        assert c.samples == 28 and c.use_adaptive_sampling is True
+        assert c.adaptive_threshold == pytest.approx(0.02) and c.adaptive_min_samples == 4
+        assert c.sampling_pattern == render_setup.SAMPLING_PATTERN == "BLUE_NOISE"
     finally:
         job.finish()
+    assert (c.sampling_pattern, c.adaptive_min_samples) == ("TABULATED_SOBOL", 0)
+    assert c.adaptive_threshold == pytest.approx(0.05)
+
+
+def test_noise_threshold_zero_turns_adaptive_sampling_off(addon, tmp_path):
+    import bpy
+
+    from facs_dataset_generator import cli
+    from facs_dataset_generator.core.config import ConfigError
+    from facs_dataset_generator.pipeline import runner
+
+    conf = cli.config_from_args(cli.parse_args(["generate", "--out", str(tmp_path / "ds"), "--noise-threshold", "0",
+                                                "--resolution", "32", "--samples", "2", "--device", "cpu"]))
+    scene = bpy.context.scene
+    job = runner.Job(conf, scene=scene).prepare()
+    try:
+        assert scene.cycles.use_adaptive_sampling is False and scene.cycles.samples == 2
+    finally:
+        job.finish()
+    conf.render.noise_threshold = 1.5
+    with pytest.raises(ConfigError, match="noise threshold must be <= 1"):
+        runner.validate_config(conf)
 
 
 def test_no_denoise_leaves_the_prefilter_alone(addon, tmp_path):

@@ -1,0 +1,41 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""pipeline.blender_log: C-level output captured during a block, quoted on failure."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from facs_dataset_generator.pipeline import blender_log
+
+
+def test_captures_file_descriptors_and_restores_them(capfd):
+    print("before", flush=True)
+    with blender_log.captured() as log:
+        os.write(1, b"render | Saved: 'x.png'\n")
+        os.write(2, b"cycles | WARNING CUEW initialization failed\n")
+        os.write(1, b"last line\n")
+    print("after", flush=True)
+    out, err = capfd.readouterr()
+    assert out == "before\nafter\n" and err == ""
+    assert "Saved: 'x.png'" in log.text and "CUEW" in log.text
+    assert log.tail(1) == "last line"
+
+
+def test_disabled_leaves_output_alone(capfd):
+    with blender_log.captured(False) as log:
+        os.write(1, b"shown\n")
+    assert capfd.readouterr().out == "shown\n" and log.text == "" and log.tail() == ""
+
+
+def test_restored_after_an_exception(capfd):
+    try:
+        with blender_log.captured() as log:
+            os.write(2, b"Error: cannot write image\n")
+            raise RuntimeError("render failed")
+    except RuntimeError:
+        pass
+    sys.stderr.write("visible again\n")
+    sys.stderr.flush()
+    assert capfd.readouterr().err == "visible again\n"
+    assert log.tail() == "Error: cannot write image"
