@@ -4,8 +4,10 @@
 Blender writes from C straight to the process's file descriptors: every render prints
 ``render | Saved: '...'`` and Cycles' first use prints ``WARNING CUEW initialization failed``
 on machines without CUDA. Between ``facsgen``'s progress lines these are noise, so the CLI
-runs those calls inside :func:`captured`: file descriptors 1 and 2 go to a temporary file
-for the duration, and the text is kept so that a failed render can quote it."""
+runs those calls inside :meth:`BlenderLog.captured`: file descriptors 1 and 2 go to one log
+file per run for the duration. A failed render quotes the file's last lines in its error; a
+run that ends normally deletes the file; a process that dies inside Blender (a crash prints
+its backtrace there) leaves it behind, at the path given when the run started."""
 
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ import os
 import sys
 import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class Captured:
-    """What the C side wrote while captured (``text`` is filled when the block ends)."""
+    """What the C side wrote during one captured block (``text`` is filled when it ends)."""
 
     def __init__(self):
         self.text = ""
@@ -28,45 +31,82 @@ class Captured:
         return "\n".join(kept[-lines:])
 
 
-def _flush_c_stdio() -> None:
+def _flush_all() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError):
+            pass
     try:
         ctypes.CDLL(None).fflush(None)  # C stdio buffers (printf) before the descriptors move
     except (OSError, AttributeError, TypeError):  # e.g. Windows: no process-wide libc handle
         pass
 
 
+class BlenderLog:
+    """One run's capture file. ``enabled=False``: nothing is redirected, nothing is written."""
+
+    def __init__(self, enabled: bool = True, directory: str | None = None):
+        self.enabled = enabled
+        self.path: Path | None = None
+        self._fd: int | None = None
+        if enabled:
+            fd, name = tempfile.mkstemp(prefix="facsgen-blender-", suffix=".log", dir=directory)
+            self._fd, self.path = fd, Path(name)
+
+    @contextmanager
+    def captured(self):
+        """Inside the block, fds 1 and 2 append to the log file; yields a :class:`Captured`."""
+        box = Captured()
+        if not self.enabled or self._fd is None:
+            yield box
+            return
+        _flush_all()
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        saved = (os.dup(1), os.dup(2))
+        try:
+            os.dup2(self._fd, 1)
+            os.dup2(self._fd, 2)
+            yield box
+        finally:
+            _flush_all()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            box.text = self._read_from(start)
+
+    def _read_from(self, start: int) -> str:
+        end = os.lseek(self._fd, 0, os.SEEK_END)
+        os.lseek(self._fd, start, os.SEEK_SET)
+        chunks, left = [], end - start
+        while left > 0:
+            b = os.read(self._fd, left)
+            if not b:
+                break
+            chunks.append(b)
+            left -= len(b)
+        os.lseek(self._fd, 0, os.SEEK_END)
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def close(self, keep: bool = False) -> None:
+        """Close the file; delete it unless ``keep``."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            if not keep and self.path is not None:
+                try:
+                    self.path.unlink()
+                except OSError:
+                    pass
+
+
 @contextmanager
 def captured(enabled: bool = True):
-    """Inside the block, fds 1 and 2 write to a temporary file; yields a :class:`Captured`.
-
-    Disabled (``enabled=False``), nothing is redirected and the ``Captured`` stays empty."""
-    box = Captured()
-    if not enabled:
-        yield box
-        return
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError):
-            pass
-    _flush_c_stdio()
-    saved = (os.dup(1), os.dup(2))
-    tmp = tempfile.TemporaryFile()
+    """A one-off capture (its own temporary file, deleted afterwards)."""
+    log = BlenderLog(enabled)
     try:
-        os.dup2(tmp.fileno(), 1)
-        os.dup2(tmp.fileno(), 2)
-        yield box
+        with log.captured() as box:
+            yield box
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (AttributeError, ValueError):
-                pass
-        _flush_c_stdio()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        os.close(saved[0])
-        os.close(saved[1])
-        tmp.seek(0)
-        box.text = tmp.read().decode("utf-8", errors="replace")
-        tmp.close()
+        log.close()

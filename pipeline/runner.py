@@ -175,6 +175,7 @@ class Job:
         #: keep Blender's own log lines (render "Saved: ...", Cycles device warnings) off the
         #: terminal (the CLI; see :mod:`.blender_log`); a failed render quotes them
         self.capture_blender_log = capture_blender_log
+        self._blog = blender_log.BlenderLog(enabled=False)
         self._preset_arg = preset
         self.scene = scene
         self.progress = progress
@@ -218,6 +219,7 @@ class Job:
         try:
             self._prepare_scene(conf, preset, scene, state, out)
         except BaseException:
+            self._blog.close()
             state.restore()
             self._state = None
             raise
@@ -314,7 +316,8 @@ class Job:
 
         # ---- from here on the scene and the disk are modified
         state.snapshot_character(obj)
-        with blender_log.captured(self.capture_blender_log):  # Cycles' device probing prints warnings
+        self._blog = blender_log.BlenderLog(self.capture_blender_log)
+        with self._blog.captured():  # Cycles' device probing prints warnings
             self.device = render_setup.apply_render_settings(scene, conf.render, state)
         self.camera = render_setup.make_camera(scene, conf.camera, state)
         self.world = render_setup.HdriWorld(scene, hdris, state) if hdris else None
@@ -457,7 +460,7 @@ class Job:
         t1 = time.perf_counter()
         log = None
         try:
-            with blender_log.captured(self.capture_blender_log) as log:
+            with self._blog.captured() as log:
                 bpy.ops.render.render(write_still=True, scene=scene.name)
         except RuntimeError as exc:
             raise GenerationError(f"rendering sample {s.sample_id} failed: {exc}{_quote(log)}") from None
@@ -489,6 +492,7 @@ class Job:
             if self.out is not None and self.out.is_dir() and self._index_due():
                 dataset.rebuild_index(self.out)
         finally:
+            self._blog.close()
             if self._state is not None:
                 self._state.restore()
 
@@ -511,6 +515,11 @@ class Job:
     def cancel(self) -> GenerationResult:
         """Stop: restore the scene; what is written stays valid (``--resume`` continues)."""
         return self.finish()
+
+    @property
+    def blender_log_path(self) -> Path | None:
+        """Where Blender's own output of this run goes while it runs (None: not captured)."""
+        return self._blog.path
 
     @property
     def remaining(self) -> int:
@@ -536,7 +545,8 @@ def generate(config: cfg.GenerationConfig, preset: cfg.Preset | None = None, pro
     job = Job(config, preset, scene=scene, progress=progress, capture_blender_log=capture_blender_log)
     job.prepare()
     if progress is not None:
-        progress(job.done, job.total, f"{job.remaining} to render ({job.skipped} already done)")
+        where = f"; Blender's log: {job.blender_log_path} (deleted at the end)" if job.blender_log_path else ""
+        progress(job.done, job.total, f"{job.remaining} to render ({job.skipped} already done){where}")
     try:
         while job.step():
             pass

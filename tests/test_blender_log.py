@@ -39,3 +39,26 @@ def test_restored_after_an_exception(capfd):
     sys.stderr.flush()
     assert capfd.readouterr().err == "visible again\n"
     assert log.tail() == "Error: cannot write image"
+
+
+def test_run_log_file_kept_only_when_asked(tmp_path, capfd):
+    log = blender_log.BlenderLog(directory=str(tmp_path))
+    assert log.path is not None and log.path.parent == tmp_path and log.path.name.startswith("facsgen-blender-")
+    with log.captured() as first:
+        os.write(1, b"one\n")
+    with log.captured() as second:
+        os.write(2, b"two\n")
+    assert first.text == "one\n" and second.text == "two\n"  # each block sees its own lines
+    assert log.path.read_text() == "one\ntwo\n"  # the file has them all (what a crash would leave)
+    assert capfd.readouterr() == ("", "")
+    log.close()
+    assert not log.path.exists()
+    kept = blender_log.BlenderLog(directory=str(tmp_path))
+    with kept.captured():
+        os.write(1, b"backtrace\n")
+    kept.close(keep=True)
+    assert kept.path.read_text() == "backtrace\n"
+    off = blender_log.BlenderLog(enabled=False)
+    with off.captured() as box:
+        os.write(1, b"shown\n")
+    assert off.path is None and box.text == "" and capfd.readouterr().out == "shown\n"

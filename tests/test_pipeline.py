@@ -618,6 +618,12 @@ def test_blender_log_on_request(tmp_path):
     r = _cli("generate", "--out", str(tmp_path / "b"), *args)
     both = r.stdout + r.stderr
     assert r.returncode == 0 and "Saved:" not in both and "[2/2]" in both and "wrote 2 new samples" in both, both
+    # the run said where Blender's output went (what a crash would leave there), and removed it at the end
+    import re
+
+    m = re.search(r"Blender's log: (\S+facsgen-blender-\S+\.log)", both)
+    assert m, both
+    assert not Path(m.group(1)).exists()
 
 
 def test_shards_merge_into_the_single_run(reference, tmp_path):
