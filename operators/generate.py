@@ -116,16 +116,12 @@ def _begin(op, context) -> bool:
         preview.restore_preview(context)  # never generate from (or restore to) a previewed pose
     except ImportError:
         pass
-    def prepare():
+    try:
         from ..pipeline import runner
 
         conf, preset = st.to_config(s)
         job = runner.Job(conf, preset, scene=context.scene)
         job.prepare()
-        return conf, job
-
-    try:
-        conf, job = prepare()
     except Exception as exc:  # noqa: BLE001 - a UI never shows a traceback; the console gets it
         s.status = "Error: " + report_exception(op, "Preparing the run", exc)
         return False

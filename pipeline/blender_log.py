@@ -100,13 +100,3 @@ class BlenderLog:
                 except OSError:
                     pass
 
-
-@contextmanager
-def captured(enabled: bool = True):
-    """A one-off capture (its own temporary file, deleted afterwards)."""
-    log = BlenderLog(enabled)
-    try:
-        with log.captured() as box:
-            yield box
-    finally:
-        log.close()

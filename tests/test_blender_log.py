@@ -11,7 +11,8 @@ from facs_dataset_generator.pipeline import blender_log
 
 def test_captures_file_descriptors_and_restores_them(capfd):
     print("before", flush=True)
-    with blender_log.captured() as log:
+    run = blender_log.BlenderLog()
+    with run.captured() as log:
         os.write(1, b"render | Saved: 'x.png'\n")
         os.write(2, b"cycles | WARNING CUEW initialization failed\n")
         os.write(1, b"last line\n")
@@ -20,17 +21,20 @@ def test_captures_file_descriptors_and_restores_them(capfd):
     assert out == "before\nafter\n" and err == ""
     assert "Saved: 'x.png'" in log.text and "CUEW" in log.text
     assert log.tail(1) == "last line"
+    run.close()
+    assert not run.path.exists()
 
 
 def test_disabled_leaves_output_alone(capfd):
-    with blender_log.captured(False) as log:
+    with blender_log.BlenderLog(enabled=False).captured() as log:
         os.write(1, b"shown\n")
     assert capfd.readouterr().out == "shown\n" and log.text == "" and log.tail() == ""
 
 
 def test_restored_after_an_exception(capfd):
+    run = blender_log.BlenderLog()
     try:
-        with blender_log.captured() as log:
+        with run.captured() as log:
             os.write(2, b"Error: cannot write image\n")
             raise RuntimeError("render failed")
     except RuntimeError:
@@ -39,6 +43,7 @@ def test_restored_after_an_exception(capfd):
     sys.stderr.flush()
     assert capfd.readouterr().err == "visible again\n"
     assert log.tail() == "Error: cannot write image"
+    run.close()
 
 
 def test_run_log_file_kept_only_when_asked(tmp_path, capfd):
