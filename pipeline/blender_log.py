@@ -5,9 +5,10 @@ Blender writes from C straight to the process's file descriptors: every render p
 ``render | Saved: '...'`` and Cycles' first use prints ``WARNING CUEW initialization failed``
 on machines without CUDA. Between ``facsgen``'s progress lines these are noise, so the CLI
 runs those calls inside :meth:`BlenderLog.captured`: file descriptors 1 and 2 go to one log
-file per run for the duration. A failed render quotes the file's last lines in its error; a
-run that ends normally deletes the file; a process that dies inside Blender (a crash prints
-its backtrace there) leaves it behind, at the path given when the run started."""
+file per run for the duration, which holds the output of the current call only (a few lines).
+A failed render quotes them in its error; a run that ends normally deletes the file; a process
+that dies inside Blender (a crash prints its backtrace there) leaves it behind, at the path
+given when the run started."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ class BlenderLog:
             yield box
             return
         _flush_all()
-        start = os.lseek(self._fd, 0, os.SEEK_END)
+        os.ftruncate(self._fd, 0)  # the file holds the current block only: what a crash leaves stays small
+        os.lseek(self._fd, 0, os.SEEK_SET)
         saved = (os.dup(1), os.dup(2))
         try:
             os.dup2(self._fd, 1)
@@ -74,12 +76,12 @@ class BlenderLog:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-            box.text = self._read_from(start)
+            box.text = self._read_all()
 
-    def _read_from(self, start: int) -> str:
+    def _read_all(self) -> str:
         end = os.lseek(self._fd, 0, os.SEEK_END)
-        os.lseek(self._fd, start, os.SEEK_SET)
-        chunks, left = [], end - start
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        chunks, left = [], end
         while left > 0:
             b = os.read(self._fd, left)
             if not b:
