@@ -595,22 +595,14 @@ class _Stage:
             except (AttributeError, TypeError):
                 pass
         # world
-        world = bpy.data.worlds.new("FACSGEN_automap")
-        self.ids.append(world)
-        if hasattr(world, "use_nodes") and not world.use_nodes:
-            world.use_nodes = True
-        bg = next((n for n in world.node_tree.nodes if n.type == "BACKGROUND"), None) if world.node_tree else None
+        world, bg = self._new_with_node(bpy.data.worlds, "FACSGEN_automap", "BACKGROUND")
         if bg is not None:
             bg.inputs["Color"].default_value = (*WORLD_COLOR, 1.0)
             bg.inputs["Strength"].default_value = WORLD_STRENGTH
         world.color = WORLD_COLOR
         sc.world = world
         # material override
-        mat = bpy.data.materials.new("FACSGEN_automap_skin")
-        self.ids.append(mat)
-        if hasattr(mat, "use_nodes") and not mat.use_nodes:
-            mat.use_nodes = True
-        bsdf = next((n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED"), None) if mat.node_tree else None
+        mat, bsdf = self._new_with_node(bpy.data.materials, "FACSGEN_automap_skin", "BSDF_PRINCIPLED")
         if bsdf is not None:
             bsdf.inputs["Base Color"].default_value = (0.80, 0.57, 0.46, 1.0)
             bsdf.inputs["Roughness"].default_value = 0.55
@@ -663,6 +655,16 @@ class _Stage:
         self.view_layer.update()
         self.depsgraph = self.view_layer.depsgraph
         self.depsgraph.update()
+
+    def _new_with_node(self, collection, name: str, node_type: str):
+        """A new world/material (removed again by :meth:`close`) with node trees on, and its
+        default node of ``node_type`` (None when there is none)."""
+        idb = collection.new(name)
+        self.ids.append(idb)
+        if hasattr(idb, "use_nodes") and not idb.use_nodes:  # Blender < 5: node trees are opt-in
+            idb.use_nodes = True
+        nodes = idb.node_tree.nodes if idb.node_tree else ()
+        return idb, next((n for n in nodes if n.type == node_type), None)
 
     def set_view(self, view: View):
         self.cam.matrix_world = _matrix(view.rotation, view.location)

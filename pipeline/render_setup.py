@@ -165,19 +165,15 @@ class SceneState:
             pass
 
 
+#: ID type -> name of its ``bpy.data`` collection (the datablocks a run may create)
+_COLLECTIONS = (("Object", "objects"), ("Camera", "cameras"), ("World", "worlds"), ("Image", "images"),
+                ("Mesh", "meshes"), ("Material", "materials"))
+
+
 def _collection_of(idb):
-    if isinstance(idb, bpy.types.Object):
-        return bpy.data.objects
-    if isinstance(idb, bpy.types.Camera):
-        return bpy.data.cameras
-    if isinstance(idb, bpy.types.World):
-        return bpy.data.worlds
-    if isinstance(idb, bpy.types.Image):
-        return bpy.data.images
-    if isinstance(idb, bpy.types.Mesh):
-        return bpy.data.meshes
-    if isinstance(idb, bpy.types.Material):
-        return bpy.data.materials
+    for type_name, collection in _COLLECTIONS:
+        if isinstance(idb, getattr(bpy.types, type_name)):
+            return getattr(bpy.data, collection)
     return None
 
 
