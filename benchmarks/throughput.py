@@ -225,7 +225,8 @@ def _settings_summary(scene) -> dict:
             "prefilter": c.denoising_prefilter, "quality": c.denoising_quality,
             "passes": c.denoising_input_passes, "adaptive": (c.use_adaptive_sampling, round(c.adaptive_threshold, 4)),
             "bounces": (c.max_bounces, c.diffuse_bounces, c.glossy_bounces, c.transmission_bounces,
-                        c.transparent_max_bounces), "persistent_data": r.use_persistent_data,
+                        c.transparent_max_bounces), "light_tree": c.use_light_tree,
+            "persistent_data": r.use_persistent_data,
             "threads": (r.threads_mode, r.threads),
             "world_map": ((scene.world.cycles.sampling_method, scene.world.cycles.sample_map_resolution)
                           if scene.world is not None and hasattr(scene.world, "cycles") else None)}
@@ -247,6 +248,7 @@ def run_ours(a: dict) -> dict:
     if a.get("overrides"):
         _apply_overrides(scene, a["overrides"])
     settings = _settings_summary(scene)
+    notes["lighting"] = job.lighting_turn
     t1 = time.perf_counter()
     c1 = time.process_time()
     marks = set(a.get("mem_marks", ()))
@@ -274,7 +276,7 @@ def run_naive(a: dict) -> dict:
 
     notes = _setup_file(a)
     t0 = time.perf_counter()
-    job = runner.Job(_config(a))
+    job = runner.Job(_config(a), turn_character=False)
     job.prepare()  # same scene content, camera positions, lighting and samples as "ours"
     scene = job.scene
     notes["defaults"] = _reset_to_defaults(scene)
@@ -343,7 +345,7 @@ def run_reference(a: dict) -> dict:
     from facs_dataset_generator.pipeline import runner
 
     _setup_file(a)
-    job = runner.Job(_config(a))
+    job = runner.Job(_config(a), turn_character=False)  # the world itself rotated: the definition
     job.prepare()
     _reset_to_defaults(job.scene)
     job.scene.cycles.use_denoising = False
@@ -536,6 +538,8 @@ def bench(args) -> None:
             print(f"           settings: {rs[0]['settings']}")
             if rs[0].get("notes", {}).get("landmark_map"):
                 print(f"           landmark map: {rs[0]['notes']['landmark_map']}")
+            if rs[0].get("notes", {}).get("lighting"):
+                print(f"           lighting: {rs[0]['notes']['lighting']}")
 
 
 def memory(args) -> None:

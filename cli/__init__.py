@@ -184,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lighting", choices=("hdri", "scene"), default=d.lighting.mode,
                    help="hdri = Blender's studio HDRIs, random rotation/strength; scene = the scene's world")
     g.add_argument("--shard", type=_shard, default=d.shard, metavar="K/N",
-                   help="render only samples with i %% N == K (shards merge into one dataset)")
+                   help="render only every N-th expression draw, starting with draw K (all its views; "
+                        "shards merge into one dataset)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     g.add_argument("--quiet", action="store_true", help="no progress lines")
     g.add_argument("--blender-log", action="store_true",

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """``facsgen generate --ray [ADDRESS]``: run the deterministic shards on a Ray cluster.
 
-No scheduler of our own: the run is split into ``N`` shards (``--shard K/N``: samples with
-``i % N == K``); each shard is one Ray task that runs the normal ``facsgen generate`` in its
+No scheduler of our own: the run is split into ``N`` shards (``--shard K/N``: every N-th
+expression draw, all its views); each shard is one Ray task that runs the normal ``facsgen generate`` in its
 own process (Blender is one renderer per process), with ``num_gpus=1`` when the cluster has
 GPUs, else a CPU budget. Ray retries failed or lost tasks; a retried shard runs with
 ``--resume``, so it continues where it stopped and never duplicates a sample. All shards

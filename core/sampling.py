@@ -40,7 +40,9 @@ the remaining emotions share ``config.count - sum(explicit)`` by ``config.emotio
 first. So ``--count N --emotions A,B,C`` splits N evenly, the remainder going to the first
 ones listed.
 
-Shards: ``--shard K/N`` = the samples with ``i % N == K``.
+Shards: ``--shard K/N`` = the expression draws whose run-wide number ``d`` has
+``d % N == K`` (all views of a draw in one shard). Shards and render order only decide who
+renders a sample and when, never what it contains.
 """
 
 from __future__ import annotations
@@ -289,9 +291,7 @@ class SamplePlan:
         aus = self.expression_aus(emotion, draw, key)
         identity_seed = int(np.random.SeedSequence([self.seed, key, STREAM_IDENTITY]).generate_state(1)[0] >> 1)
         roll = float((2.0 * _rng(self.seed, i, STREAM_SAMPLE).random() - 1.0) * self.roll_jitter)
-        u = _rng(self.seed, key, STREAM_LIGHTING).random(3)
-        hdri = self.hdris[min(int(u[0] * len(self.hdris)), len(self.hdris) - 1)] if self.hdris else None
-        lo, hi = self.strength_range
+        hdri, rotation, strength = self.lighting(key)
         return Sample(
             index=i,
             sample_id=sample_id(i),
@@ -303,16 +303,78 @@ class SamplePlan:
             identity_seed=identity_seed,
             roll=round(roll, 9),
             hdri=hdri,
-            hdri_rotation=round(float(u[1] * 360.0), 9),
-            hdri_strength=round(float(lo + u[2] * (hi - lo)), 9),
+            hdri_rotation=rotation,
+            hdri_strength=strength,
         )
 
-    def shard_indices(self, shard: tuple[int, int] | None = None) -> range:
-        """Indices of the samples of shard K/N (``i % N == K``)."""
+    def lighting(self, key: int) -> tuple[str | None, float, float]:
+        """(HDRI name, rotation in degrees, strength) of the expression draw whose first sample is ``key``."""
+        u = _rng(self.seed, key, STREAM_LIGHTING).random(3)
+        hdri = self.hdris[min(int(u[0] * len(self.hdris)), len(self.hdris) - 1)] if self.hdris else None
+        lo, hi = self.strength_range
+        return hdri, round(float(u[1] * 360.0), 9), round(float(lo + u[2] * (hi - lo)), 9)
+
+    def expression_key(self, i: int) -> int:
+        """Index of the first sample of the expression draw that sample ``i`` belongs to."""
+        _emotion, j = self.emotion_of(int(i))
+        return int(i) - j % self.views
+
+    def draw_ordinal(self, i: int) -> int:
+        """Number of sample ``i``'s expression draw counted over the whole run (0, 1, ...)."""
+        emotion, j = self.emotion_of(int(i))
+        before = 0
+        for e in self.emotions:
+            if e == emotion:
+                break
+            before += -(-self.counts[e] // self.views)
+        return before + j // self.views
+
+    def shard_indices(self, shard: tuple[int, int] | None = None) -> list[int]:
+        """Indices of the samples of shard K/N: the expression draws whose run-wide number
+        ``d`` has ``d % N == K``, every view of a draw in the same shard (so a shard poses
+        the character once per draw, like a single run)."""
         k, n = shard if shard is not None else self.config.shard
         if not (isinstance(n, int) and isinstance(k, int)) or n < 1 or not 0 <= k < n:
             raise ConfigError(f"shard must be K/N with 0 <= K < N, got {k}/{n}")
-        return range(k, self.total, n)
+        if n == 1:
+            return list(range(self.total))
+        out: list[int] = []
+        d = 0
+        for e, off in zip(self.emotions, self.offsets):
+            for start in range(0, self.counts[e], self.views):
+                if d % n == k:
+                    out.extend(range(off + start, off + min(start + self.views, self.counts[e])))
+                d += 1
+        return out
+
+    def render_order(self, indices, window: int = 256) -> list[int]:
+        """``indices`` in the order to render them when a change of studio HDRI is the
+        expensive change (the lighting's rotation and strength are not: see
+        ``pipeline.render_setup.CharacterTurntable``): expression draws stay whole, in index
+        order, and within each run of ``window`` consecutive draws the draws that use the same
+        HDRI are rendered one after another (HDRIs in name order, reversed every other window
+        so that a window starts with the HDRI the previous one ended with). Which samples are
+        rendered, and what each contains, does not change; only the order does."""
+        groups: list[list[int]] = []
+        keys: list[int] = []
+        for i in indices:
+            key = self.expression_key(i)
+            if not keys or key != keys[-1]:
+                groups.append([])
+                keys.append(key)
+            groups[-1].append(int(i))
+        if len(self.hdris) < 2 or window < 2:
+            return [i for g in groups for i in g]
+        rank = {h: r for r, h in enumerate(self.hdris)}
+        out: list[int] = []
+        for w, start in enumerate(range(0, len(groups), window)):
+            chunk = groups[start:start + window]
+            ranks = [rank[self.lighting(key)[0]] for key in keys[start:start + window]]
+            sign = -1 if w % 2 else 1
+            order = sorted(range(len(chunk)), key=lambda c: (sign * ranks[c], c))
+            for c in order:
+                out.extend(chunk[c])
+        return out
 
     def describe(self) -> str:
         parts = ", ".join(f"{e} {n}" for e, n in self.counts.items())

@@ -13,6 +13,10 @@ per expression (adapter ``set_aus`` + identity; landmarks from the evaluated mes
 ``foreach_get``; one BVH for occlusion), then per view: move the camera, set the lighting,
 compute the labels, render to a temporary file, rename it, write the CSV (which commits
 the sample).
+
+HDRI lighting is turned by turning the character and the camera (``CharacterTurntable``),
+so the world changes only with the HDRI; the draws that share an HDRI are rendered one after
+another (``SamplePlan.render_order``). Labels are always computed in the scene's own frame.
 """
 
 from __future__ import annotations
@@ -170,8 +174,15 @@ class Job:
     """One generation run, driven one sample at a time (CLI loop or modal operator)."""
 
     def __init__(self, config: cfg.GenerationConfig, preset: cfg.Preset | None = None, scene=None, progress=None,
-                 capture_blender_log: bool = False):
+                 capture_blender_log: bool = False, turn_character: bool = True):
         self.config = config
+        #: HDRI lighting: turn the character and the camera instead of the world, and scale
+        #: exposure instead of the world's strength (see render_setup.CharacterTurntable);
+        #: False rotates the world itself (same images up to noise; a world change costs a
+        #: rebuild of Cycles' world importance map)
+        self.turn_character = turn_character
+        self.turntable: render_setup.CharacterTurntable | None = None
+        self.lighting_turn = "none"
         #: keep Blender's own log lines (render "Saved: ...", Cycles device warnings) off the
         #: terminal (the CLI; see :mod:`.blender_log`); a failed render quotes them
         self.capture_blender_log = capture_blender_log
@@ -326,6 +337,9 @@ class Job:
         self.k, self.width, self.height = render_setup.camera_intrinsics(self.camera, scene)
 
         self._neutral_frame(conf, eyes)
+        if self.world is not None:
+            self.world.only_light(scene, state)
+            self._set_up_turntable(scene, state)
 
         created = not out.exists()
         try:
@@ -342,7 +356,10 @@ class Job:
         self.out = out
         dataset.clean_partial(out, mine)
         complete = dataset.scan(out).complete
-        self._pending = deque(i for i in ids if _sid(i) not in complete)
+        pending = [i for i in ids if _sid(i) not in complete]
+        # with the turntable only a change of HDRI rebuilds the world's importance map:
+        # render the draws that share an HDRI one after another (content unchanged)
+        self._pending = deque(plan.render_order(pending) if self.turntable is not None else pending)
         self.total = len(ids)
         self.skipped = self.total - len(self._pending)
         self.done = self.skipped
@@ -361,6 +378,21 @@ class Job:
         self.face_in_head = cameras.snap_to_axes(head_rot.T @ face_axes)
         self.target, self.face_axes, self.face_height = target, head_rot @ self.face_in_head, face_height
         self.eyes = self._camera_positions(conf, eyes, target, self.face_axes, face_height)
+
+    def _set_up_turntable(self, scene, state) -> None:
+        """Use :class:`render_setup.CharacterTurntable` for the lighting's rotation and strength
+        when turning the character is verified to turn it rigidly (else rotate the world)."""
+        if not self.turn_character:
+            self.lighting_turn = "world rotated (turntable off)"
+            return
+        tt = render_setup.CharacterTurntable(scene, self.obj, state)
+        problem = tt.check(lambda: annotate.evaluate_expression(
+            self.obj, self.lmap, self._depsgraph(scene), with_bvh=False).landmarks)
+        if problem is None:
+            self.turntable = tt
+            self.lighting_turn = "character and camera turned, world fixed; strength as film exposure"
+        else:
+            self.lighting_turn = f"world rotated ({problem})"
 
     def _camera_positions(self, conf, eyes, target, face_axes, face_height):
         c = conf.camera
@@ -401,10 +433,12 @@ class Job:
                           "description": self.adapter.describe()},
             "dropped_aus": list(self.dropped),
             "render": {"device": self.device, "width": self.width, "height": self.height,
-                       "engine": self.scene.render.engine},
+                       "engine": self.scene.render.engine, "lighting_rotation": self.lighting_turn},
             "sampling": {
                 "order": "expression-major, camera-minor: sample i = emotion block, expression draw "
                          "(views samples each), view",
+                "render_order": "index order; with the lighting turntable, draws sharing an HDRI are "
+                                "rendered one after another within windows of 256 draws",
                 "random_streams": "SeedSequence([seed, i0, 0]) AUs, [seed, i0, 1] identity seed, "
                                   "[seed, i0, 3] lighting, [seed, i, 2] roll; i0 = first sample of the "
                                   "expression draw",
@@ -435,7 +469,10 @@ class Job:
         i = self._pending[0]
         s = self.plan[i]
         scene = self.scene
+        tt = self.turntable
         if self._expr_key != s.expression:  # once per expression draw (expression-major order)
+            if tt is not None:
+                tt.turn(0.0)  # pose and read the geometry in the scene's own frame
             self._pose(s)
             self._geom = annotate.evaluate_expression(self.obj, self.lmap, self._depsgraph(scene))
             head_rot = cameras.orthonormalize(np.array(self.adapter.head_matrix_world(), dtype=np.float64)[:3, :3])
@@ -444,10 +481,16 @@ class Job:
         tp = time.perf_counter()
         cm = self.camera_matrix(s)
         render_setup.set_matrix_world(self.camera, cm)
-        if self.world is not None:
+        # the labels: this camera (as Blender stores it) in the scene's own frame, whatever the lighting
+        cam_mw = np.array(self.camera.matrix_world, dtype=np.float64)
+        if tt is not None:
+            tt.turn(s.hdri_rotation)
+            render_setup.set_matrix_world(self.camera, tt.matrix @ cm)
+            exposed = tt.set_strength(s.hdri_strength)
+            self.world.set(s.hdri, 0.0, 1.0 if exposed else s.hdri_strength)
+        elif self.world is not None:
             self.world.set(s.hdri, s.hdri_rotation, s.hdri_strength)
-        lab = annotate.label(self._geom, np.array(self.camera.matrix_world, dtype=np.float64), self.k,
-                             self.width, self.height, self._geom.head_rotation)
+        lab = annotate.label(self._geom, cam_mw, self.k, self.width, self.height, self._geom.head_rotation)
         identity_seed = s.identity_seed if self.apply_identity else -1
         aus = {au: (0.0 if au in self.dropped else v) for au, v in s.aus.items()}
         row = self.formatter.format(

@@ -145,7 +145,8 @@ def test_determinism_depends_only_on_seed_and_index(emfacs):
     # a shard sees exactly the samples of the full plan
     shard = SamplePlan(_conf(count=30, seed=7, emotions=("Joy", "Surprise", "Neutral"), shard=(1, 3),
                              camera={"views": 4, "roll_jitter": 3}), emfacs, hdris=["x", "y"])
-    assert list(shard.shard_indices()) == list(range(1, 30, 3))
+    # 10 samples per emotion, 4 views: draws [0-3] [4-7] [8-9] per emotion; shard 1/3 = draws 1, 4, 7
+    assert list(shard.shard_indices()) == [4, 5, 6, 7, 14, 15, 16, 17, 24, 25, 26, 27]
     assert all(shard[i] == a[i] for i in shard.shard_indices())
     # neutral samples have no AUs
     assert all(a[i].aus == {} for i in range(20, 30))
@@ -158,6 +159,62 @@ def test_shards_partition_the_plan(emfacs):
     assert sum(len(p) for p in parts) == 23
     with pytest.raises(cfg.ConfigError):
         plan.shard_indices((4, 4))
+
+
+def test_shards_keep_expression_draws_whole_and_balanced(emfacs):
+    """Every view of an expression draw lands in the same shard (a shard poses the character
+    once per draw), and shards differ by at most one draw."""
+    plan = SamplePlan(_conf(count=61, emotions=("Joy", "Anger", "Fear"), camera={"views": 4}), emfacs)
+    n = 3
+    owner = {}
+    for k in range(n):
+        for i in plan.shard_indices((k, n)):
+            assert i not in owner
+            owner[i] = k
+    assert sorted(owner) == list(range(61))
+    by_draw = {}
+    for i, k in owner.items():
+        by_draw.setdefault(plan.expression_key(i), set()).add(k)
+    assert all(len(ks) == 1 for ks in by_draw.values())
+    draws = [sum(1 for ks in by_draw.values() if k in ks) for k in range(n)]
+    assert max(draws) - min(draws) <= 1
+    assert sorted(plan.draw_ordinal(key) for key in by_draw) == list(range(len(by_draw)))
+    assert list(plan.shard_indices((0, 1))) == list(range(61))
+
+
+def _hdri_changes(plan, order):
+    names = [plan[i].hdri for i in order]
+    return sum(a != b for a, b in zip(names, names[1:]))
+
+
+def test_render_order_groups_hdris_without_changing_samples(emfacs):
+    hdris = [f"h{k}" for k in range(8)]
+    plan = SamplePlan(_conf(count=400, seed=5, emotions=("Joy", "Anger", "Fear", "Neutral"), camera={"views": 4}),
+                      emfacs, hdris=hdris)
+    ids = list(range(400))
+    order = plan.render_order(ids, window=16)
+    assert sorted(order) == ids  # a permutation: nothing lost, nothing twice
+    # expression draws stay whole, views in order
+    pos = {i: p for p, i in enumerate(order)}
+    for i in ids:
+        if plan[i].view > 0:
+            assert pos[i] == pos[i - 1] + 1
+    # 100 draws of 4 views in windows of 16 draws (64 samples): one HDRI change per HDRI
+    # a window uses, at most (random order: about one per draw)
+    segments = [[plan[i].hdri for i in order[k:k + 64]] for k in range(0, 400, 64)]
+    assert _hdri_changes(plan, order) <= sum(len(set(seg)) for seg in segments) - 1
+    assert _hdri_changes(plan, order) < _hdri_changes(plan, ids) / 2
+    w0 = [plan[i].hdri for i in order[:64]]
+    assert w0 == sorted(w0)  # first window ascending
+    w1 = [plan[i].hdri for i in order[64:128]]
+    assert w1 == sorted(w1, reverse=True)  # second window descending
+    # resumed run: only the pending samples, same rules
+    pending = [i for i in ids if i % 7]
+    assert sorted(plan.render_order(pending, window=16)) == pending
+    # no HDRIs, one HDRI or window 1: index order
+    assert plan.render_order(ids, window=1) == ids
+    assert SamplePlan(plan.config, emfacs, hdris=["only"]).render_order(ids) == ids
+    assert SamplePlan(plan.config, emfacs).render_order(ids) == ids
 
 
 def test_grid_is_the_full_product(emfacs):

@@ -188,3 +188,184 @@ def test_device_auto_never_requires_a_gpu(addon):
     assert render_setup.choose_device("cpu") == "CPU"
     auto = render_setup.choose_device("auto")
     assert auto == ("GPU" if render_setup.gpu_devices_available(configure=False) else "CPU")
+
+
+# --------------------------------------------------------------------------- lighting turntable
+
+
+def _lit_conf(out, seed, count=1, views=1, hdris=("sunset",)):
+    c = _conf(out, count=count, emotions=("Joy",), seed=seed)
+    c.render.resolution = (64, 64)
+    c.render.samples = 16
+    c.lighting.hdris = tuple(hdris)
+    c.camera.views = views
+    return c
+
+
+def _side_lit_seed():
+    """A seed whose first expression draw has the HDRI turned by about +-90 degrees (a
+    mirrored turn then lights the face from the other side)."""
+    from facs_dataset_generator.core import config as cfg
+    from facs_dataset_generator.core.sampling import SamplePlan
+
+    for seed in range(200):
+        c = _lit_conf("/nonexistent", seed)
+        rot = SamplePlan(c, cfg.load_preset(c.preset), hdris=["sunset"]).lighting(0)[1]
+        if 70 < rot % 180 < 110:
+            return seed, rot
+    raise AssertionError("no seed found")
+
+
+def _render_one(out, seed, turn, world_sign=1.0):
+    import bpy
+    import cv2
+
+    from facs_dataset_generator.core import dataset
+    from facs_dataset_generator.pipeline import runner
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    job = runner.Job(_lit_conf(out, seed), turn_character=turn).prepare()
+    try:
+        if world_sign != 1.0:
+            real = job.world.set
+            job.world.set = lambda name, rot, strength: real(name, world_sign * rot, strength)
+        assert job.step()
+    finally:
+        job.finish()
+    img = cv2.imread(str(dataset.image_path(out, "000000"))).astype(float)
+    return img, job
+
+
+def test_turntable_renders_what_rotating_the_world_renders(addon, tmp_path):
+    """Turning the character and the camera by the lighting's angle (fixed world, strength as
+    exposure) gives the image of the world rotated by that angle, up to render noise; the
+    world rotated the other way is far off (so a sign error would fail). The labels are the
+    same either way."""
+    pytest.importorskip("cv2")
+    import numpy as np
+
+    seed, rot = _side_lit_seed()
+    tt, job_tt = _render_one(tmp_path / "tt", seed, True)
+    assert job_tt.turntable is not None
+    world, job_w = _render_one(tmp_path / "world", seed, False)
+    assert job_w.turntable is None
+    mirrored, _ = _render_one(tmp_path / "mirror", seed, False, world_sign=-1.0)
+    same = np.abs(tt - world).mean()
+    other = np.abs(mirrored - world).mean()
+    assert same < 2.0 and other > 10 * same, (rot, same, other)
+
+    # the labels do not depend on how the lighting was turned: same CSV, byte for byte
+    csv_tt = (tmp_path / "tt" / "annotations" / "000000.csv").read_bytes()
+    assert csv_tt == (tmp_path / "world" / "annotations" / "000000.csv").read_bytes()
+
+
+def test_turntable_keeps_the_world_fixed_and_restores_the_scene(addon, tmp_path, monkeypatch):
+    """With 3 HDRIs over 12 expression draws the world changes only when the HDRI does (draws
+    sharing an HDRI are rendered together), its rotation stays 0 and its strength 1; the
+    character is put back, exposure too."""
+    import json
+
+    import bpy
+    import numpy as np
+
+    from facs_dataset_generator.pipeline import head, render_setup, runner
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ob = head.add_builtin_head(bpy.context.scene)
+    ob.location = (0.3, -0.2, 0.1)
+    ob.rotation_euler = (0.0, 0.0, 0.4)
+    bpy.context.view_layer.update()
+    before = np.array(ob.matrix_world)
+    scene = bpy.context.scene
+    scene.view_settings.exposure = 0.25
+    conf = _lit_conf(tmp_path / "ds", seed=2, count=24, views=2, hdris=("city", "forest", "sunset"))
+    conf.character = ob.name
+    conf.render.resolution = (16, 16)
+    conf.render.samples = 1
+    seen = []
+    real_set = render_setup.HdriWorld.set
+
+    def spy(self, name, rotation, strength):
+        real_set(self, name, rotation, strength)
+        seen.append((self.env.image.name, self.mapping.inputs["Rotation"].default_value[2],
+                     self.bg.inputs["Strength"].default_value))
+
+    monkeypatch.setattr(render_setup.HdriWorld, "set", spy)
+    job = runner.Job(conf, scene=scene).prepare()
+    try:
+        assert job.turntable is not None and job.turntable.roots == [ob]
+        hdris = [job.plan[i].hdri for i in job._pending]
+        exposures, turned = [], []
+        while job.step():
+            exposures.append(scene.view_settings.exposure)
+            turned.append(np.array(ob.matrix_world))
+    finally:
+        job.finish()
+    assert job.written == 24
+    assert all(r == 0.0 and s == 1.0 for _, r, s in seen)
+    changes = sum(a[0] != b[0] for a, b in zip(seen, seen[1:]))
+    assert changes == sum(a != b for a, b in zip(hdris, hdris[1:])) == len(set(hdris)) - 1
+    # exposure carries the strength on top of the user's exposure
+    strengths = [job.plan[i].hdri_strength for i in job.plan.render_order(range(24))]
+    assert np.allclose(exposures, [0.25 + np.log2(s) for s in strengths], atol=1e-6)
+    # the head was turned about Z around the origin, keeping its own transform
+    rots = [job.plan[i].hdri_rotation for i in job.plan.render_order(range(24))]
+    for m, r in zip(turned, rots):
+        assert np.allclose(m, render_setup.rotation_z(r) @ before, atol=1e-5)
+    # everything given back
+    assert np.allclose(np.array(ob.matrix_world), before, atol=1e-6)
+    assert scene.view_settings.exposure == pytest.approx(0.25)
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert meta["render"]["lighting_rotation"].startswith("character and camera turned")
+
+
+def test_turntable_falls_back_to_rotating_the_world(addon, tmp_path):
+    """A character that does not turn rigidly with its top-level object (here a Limit
+    Rotation constraint) gets the world rotated instead, and says so."""
+    import json
+
+    import bpy
+
+    from facs_dataset_generator.pipeline import head, runner
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    ob = head.add_builtin_head(bpy.context.scene)
+    con = ob.constraints.new("LIMIT_ROTATION")
+    con.use_limit_z, con.min_z, con.max_z = True, 0.0, 0.0
+    conf = _lit_conf(tmp_path / "ds", seed=1, count=2, views=1)
+    conf.character = ob.name
+    conf.render.resolution = (16, 16)
+    conf.render.samples = 1
+    job = runner.Job(conf).prepare()
+    try:
+        assert job.turntable is None
+        assert "did not turn" in job.lighting_turn or "landmarks moved" in job.lighting_turn
+        while job.step():
+            pass
+    finally:
+        job.finish()
+    assert job.written == 2
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert meta["render"]["lighting_rotation"].startswith("world rotated")
+
+
+def test_hdri_lighting_turns_the_light_tree_off(addon, tmp_path):
+    import bpy
+
+    from facs_dataset_generator.pipeline import runner
+
+    scene = bpy.context.scene
+    scene.cycles.use_light_tree = True
+    job = runner.Job(_conf(tmp_path / "ds", count=1, emotions=("Joy",)), scene=scene).prepare()
+    try:
+        assert scene.cycles.use_light_tree is False  # the world is the only light
+    finally:
+        job.finish()
+    assert scene.cycles.use_light_tree is True
+    conf = _conf(tmp_path / "ds2", count=1, emotions=("Joy",))
+    conf.lighting.mode = "scene"
+    job = runner.Job(conf, scene=scene).prepare()
+    try:
+        assert scene.cycles.use_light_tree is True  # the user's lights: Cycles' default stays
+    finally:
+        job.finish()
