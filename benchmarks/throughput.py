@@ -41,7 +41,7 @@ output says when this happened.
 Examples::
 
     /work/venv/bin/python benchmarks/throughput.py --n 16 --res 256 --spp 16 --repeats 2 --quality
-    /work/venv/bin/python benchmarks/throughput.py --memory            # peak RSS at 100 and 1000 samples
+    /work/venv/bin/python benchmarks/throughput.py --memory            # peak RSS at 10, 100, 200, 500, 1000 samples
     /work/venv/bin/python benchmarks/throughput.py --shards 2          # 1 process x 2 threads vs 2 x 1
 """
 
@@ -235,12 +235,14 @@ def _settings_summary(scene) -> dict:
 def run_ours(a: dict) -> dict:
     import bpy
 
+    from facs_dataset_generator.cli.memory import fix_mmap_threshold
     from facs_dataset_generator.pipeline import runner
 
     notes = _setup_file(a)
+    notes["mmap_threshold"] = fix_mmap_threshold()  # as `facsgen generate` does
     mem_marks = {}
     t0 = time.perf_counter()
-    job = runner.Job(_config(a))
+    job = runner.Job(_config(a), turn_character=a.get("turn", True))
     job.prepare()
     scene = job.scene
     if a.get("threads"):
@@ -252,9 +254,12 @@ def run_ours(a: dict) -> dict:
     t1 = time.perf_counter()
     c1 = time.process_time()
     marks = set(a.get("mem_marks", ()))
+    hdris = set()
     while job.step():
+        if marks and job.world is not None and job.world.env.image is not None:
+            hdris.add(job.world.env.image.name)
         if job.done in marks:
-            mem_marks[job.done] = proc_status()
+            mem_marks[job.done] = {**proc_status(), "hdris": len(hdris)}
     t2 = time.perf_counter()
     c2 = time.process_time()
     res = job.finish()
@@ -540,13 +545,15 @@ def bench(args) -> None:
                 print(f"           landmark map: {rs[0]['notes']['landmark_map']}")
             if rs[0].get("notes", {}).get("lighting"):
                 print(f"           lighting: {rs[0]['notes']['lighting']}")
+            if rs[0].get("notes", {}).get("mmap_threshold"):
+                print("           allocator: glibc M_MMAP_THRESHOLD fixed at 256 KiB, as facsgen generate does")
 
 
 def memory(args) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     n = args.mem_n
-    print(f"== memory: {n} samples, 32x32, 1 spp per variant/character; peak RSS (VmHWM) at 100 and {n} samples; "
+    print(f"== memory: {n} samples, 32x32, 1 spp per variant/character; peak RSS (VmHWM) at 10, 100, 200, 500 and {n} samples; "
           f"command: {' '.join(sys.argv)}")
     for char in args.chars.split(","):
         for v in args.variants.split(","):
@@ -554,15 +561,19 @@ def memory(args) -> None:
                 continue
             out = work / f"mem_{char}_{v}"
             shutil.rmtree(out, ignore_errors=True)
+            marks = sorted({10, 100, 200, 500, n})
             a = {"n": n, "res": 32, "spp": 1, "views": args.views, "device": args.device, "threads": args.threads,
-                 "seed": args.seed, "char": char, "variant": v, "out": str(out), "mem_marks": [10, 100, n]}
+                 "seed": args.seed, "char": char, "variant": v, "out": str(out), "mem_marks": marks}
             t = time.perf_counter()
             r = spawn(a, work / "workers.log")
             m = {int(k): val for k, val in r["mem_marks"].items()}
-            h100, hn = m[100]["VmHWM"], m[n]["VmHWM"]
-            print(f"  {char:7s} {v:6s} peak RSS at 10: {fmt_mb(m[10]['VmHWM'])}, at 100: {fmt_mb(h100)}, "
-                  f"at {n}: {fmt_mb(hn)} ({100 * (hn / h100 - 1):+.1f}%); RSS now at 100 {fmt_mb(m[100]['VmRSS'])}, "
-                  f"at {n} {fmt_mb(m[n]['VmRSS'])}; {time.perf_counter() - t:.0f} s", flush=True)
+            h100, h200, hn = m[100]["VmHWM"], m[200]["VmHWM"], m[n]["VmHWM"]
+            print(f"  {char:7s} {v:6s} peak RSS " + ", ".join(
+                f"at {k}: {fmt_mb(m[k]['VmHWM'])}" + (f" ({m[k]['hdris']} HDRIs so far)" if "hdris" in m[k] else "")
+                for k in marks)
+                  + f"; {n} vs 100: {100 * (hn / h100 - 1):+.1f}%, {n} vs 200: {100 * (hn / h200 - 1):+.1f}%; "
+                  f"RSS now at 100 {fmt_mb(m[100]['VmRSS'])}, at {n} {fmt_mb(m[n]['VmRSS'])}; "
+                  f"{time.perf_counter() - t:.0f} s", flush=True)
             shutil.rmtree(out, ignore_errors=True)
 
 

@@ -341,8 +341,10 @@ def run(ns: argparse.Namespace) -> int:
         return 0
     if ns.command == "generate":
         from ..pipeline import runner
+        from .memory import fix_mmap_threshold
 
         conf = config_from_args(ns)
+        fix_mmap_threshold()  # peak memory flat over long runs (see cli/memory.py)
         try:
             result = runner.generate(conf, progress=CliProgress(ns.quiet), capture_blender_log=not ns.blender_log)
         except (cfg.ConfigError, runner.GenerationError) as exc:

@@ -177,7 +177,7 @@ class Job:
                  capture_blender_log: bool = False, turn_character: bool = True):
         self.config = config
         #: HDRI lighting: turn the character and the camera instead of the world, and scale
-        #: exposure instead of the world's strength (see render_setup.CharacterTurntable);
+        #: Cycles film exposure instead of the world's strength (see render_setup.CharacterTurntable);
         #: False rotates the world itself (same images up to noise; a world change costs a
         #: rebuild of Cycles' world importance map)
         self.turn_character = turn_character
@@ -390,7 +390,7 @@ class Job:
             self.obj, self.lmap, self._depsgraph(scene), with_bvh=False).landmarks)
         if problem is None:
             self.turntable = tt
-            self.lighting_turn = "character and camera turned, world fixed; strength as film exposure"
+            self.lighting_turn = "character and camera turned, world fixed; strength as Cycles film exposure"
         else:
             self.lighting_turn = f"world rotated ({problem})"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -140,11 +139,10 @@ def test_rig_au12_moves_exactly_mblab_table_keys(addon, mblab_blend, which):
     # set_aus only moves sliders; AUs absent from the dict go back to 0
     ad.set_aus({"AU01": 0.5})
     assert slider.location.x == 0.0
-    t0 = time.perf_counter()
-    for i in range(200):
+    # repeated calls (per-call cost: benchmarks/setup_costs.py) leave exactly the last pose
+    for i in range(20):
         ad.set_aus({"AU06": (i % 10) / 10, "AU12": 0.5, "AU45": 0.2})
-    per_call = (time.perf_counter() - t0) / 200
-    assert per_call < 0.005, f"set_aus took {per_call * 1e3:.2f} ms"
+    assert slider.location.x == pytest.approx(0.377 * 0.5, abs=1e-6)
 
 
 @pytest.mark.mblab

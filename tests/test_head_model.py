@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -181,13 +180,15 @@ def test_identity_keys_change_the_face(head):
     assert np.abs(corr[np.triu_indices(len(flat), 1)]).max() < 0.9
 
 
-def test_build_time_and_data_size():
+def test_cold_build_and_data_size():
+    # build time is a benchmark figure (benchmarks/setup_costs.py); here: a cold build is the cached one's equal
     hm.build_head.cache_clear()
     hm.load_canonical.cache_clear()
     au_fields.load_table.cache_clear()
-    t = time.perf_counter()
-    hm.build_head()
-    assert time.perf_counter() - t < 0.8
+    a = hm.build_head()
+    hm.build_head.cache_clear()
+    b = hm.build_head()
+    assert a is not b and np.array_equal(a.verts, b.verts) and np.array_equal(a.faces, b.faces)
     size = sum((ROOT / p).stat().st_size for p in ("data/canonical_face.npz", "data/head_au_fields.json",
                                                      "data/LICENSE-mediapipe.txt", "landmark_map/builtin_head.json"))
     assert size < 1_000_000
