@@ -3,9 +3,10 @@
 
 glibc serves large allocations with ``mmap`` and gives them back on ``free``, but the first
 time such a block is freed it raises its threshold to that block's size (up to 32 MiB), so
-later blocks of that size come from the heap, which keeps its high-water mark. In a run this
-happens when the HDRI first changes (Cycles frees the buffers it evaluated the world's
-importance map with): peak RSS steps up by about 50 MiB there and again, less, later.
+later blocks of that size come from the heap, which keeps its high-water mark. In a run peak
+RSS steps up by about 50 MiB when the HDRI first changes (most likely the buffers of the
+world importance-map rebuild; not traced inside Cycles) and again, less, later; with the
+threshold fixed the step is gone.
 Fixing the threshold turns the dynamic adjustment off. ``benchmarks/throughput.py
 --memory`` (1,000 samples, built-in head): peak 435 -> 500 MiB (+15%) with glibc's default,
 424 -> 450 MiB (+6%, +1.4% over 5,000 samples) with 256 KiB; samples/s at 256x256 about 1%

@@ -521,7 +521,9 @@ class CharacterTurntable:
             cyc.film_exposure = self.exposure_base
             return False
         exposure = self.exposure_base * float(strength)
-        if cyc.film_exposure != exposure:
+        # the property is single precision: compare as such, or every view would write it
+        # again (each write tags the scene for Cycles to re-synchronise)
+        if abs(cyc.film_exposure - exposure) > 1e-6 * max(abs(exposure), 1e-6):
             cyc.film_exposure = exposure
         return True
 
