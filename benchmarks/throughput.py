@@ -357,10 +357,13 @@ def run_reference(a: dict) -> dict:
     job.scene.cycles.use_adaptive_sampling = False
     job.scene.render.use_persistent_data = True  # does not change the image, saves re-syncs
     job.scene.render.image_settings.color_mode = "RGB"
+    job.scene.cycles.seed = int(a.get("ref_seed", 0))  # another seed: the reference's own noise (render_costs.py)
     settings = _settings_summary(job.scene)
     t0 = time.perf_counter()
-    while job.step():
-        pass
+    left = int(a.get("stop_after", 0)) or job.total
+    while left > 0 and job.step():
+        left -= 1
+    job._pending.clear()
     job.finish()
     del bpy
     return {"n": job.written, "loop_s": time.perf_counter() - t0, "settings": settings}

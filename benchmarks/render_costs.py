@@ -1,0 +1,250 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Where a sample's render time and image error go, with the pipeline's own settings.
+
+``throughput.py`` says how fast the pipeline is against the naive script; this script says
+what the remaining time and error are made of, so that the next speed-up is looked for where
+it can be found. Every figure comes from renders of the same samples as
+``throughput.py --emotions ...`` (same configuration, same seed), each configuration in its
+own subprocess (a Cycles session with persistent data does not reliably pick up a changed
+sample count between renders, so no setting is changed mid-run).
+
+Time (per character; seconds per sample, mean over the run's samples):
+
+* ``loop``        the pipeline's ``Job.step()`` render calls, its own settings;
+* ``no denoise``  the same without the denoiser -> denoiser = loop - no denoise;
+* ``1 spp``       1 sample, no denoiser, minus one sample's path tracing -> the fixed cost of a
+  render call (sync, film, PNG); its first render minus the others -> the run's one-off set-up;
+* ``background``  the character hidden (camera, world, settings unchanged), no denoiser ->
+  what the background pixels cost; scaled by the background's pixel share of the real
+  images to estimate their part of the loop;
+* ``world change`` the extra time of a render right after the HDRI changes (1 spp, no
+  denoiser, median over 16 changes), at world importance-map resolutions 1024 / 2048 / 4096.
+
+Error (``--quality``; needs ``throughput.py --quality`` to have rendered the reference of the
+same samples into the same ``--work`` folder, or renders it): mean squared error of the
+pipeline's 8-bit images against the converged reference, split into the character's interior,
+its silhouette band (pixels the character partly covers, dilated by 1 px) and the background,
+using a coverage mask rendered with a transparent film; with ``--ref-noise K`` also the
+reference's own noise (the first K samples rendered again with another seed: half the MSE
+between the two references).
+
+Example::
+
+    /work/venv/bin/python benchmarks/render_costs.py --chars builtin,mblab --emotions Joy,Surprise --quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import throughput as T  # noqa: E402  (same workers, scene preparation and reference cache)
+
+
+# =========================================================================== worker side
+def run_costs(a: dict) -> dict:
+    """One configuration of the pipeline's loop; per-sample render seconds."""
+    import bpy
+
+    from facs_dataset_generator.pipeline import runner
+
+    T._setup_file(a)
+    job = runner.Job(T._config(a), turn_character=True)
+    job.prepare()
+    scene = job.scene
+    if a.get("overrides"):
+        T._apply_overrides(scene, a["overrides"])
+    if a.get("hide_character"):
+        for ob in scene.objects:
+            if ob.type != "CAMERA":
+                ob.hide_render = True
+    if a.get("mask"):  # coverage: transparent film, RGBA, enough samples for a clean alpha
+        scene.render.film_transparent = True
+        scene.render.image_settings.color_mode = "RGBA"
+        scene.cycles.samples = 64
+        scene.cycles.use_denoising = False
+        scene.cycles.use_adaptive_sampling = False
+    if a.get("map_res") and job.world is not None:
+        job.world.world.cycles.sample_map_resolution = int(a["map_res"])
+    out = {"settings": T._settings_summary(scene)}
+    if a.get("world_change"):
+        job.step()  # the first sample: scene synced, first world map built
+
+        def render():
+            t = time.perf_counter()
+            bpy.ops.render.render(scene=scene.name)
+            return time.perf_counter() - t
+
+        still = [render() for _ in range(3)]
+        changes = []
+        for name in list(job.world.images) * 2:
+            job.world.set(name, 0.0, 1.0)
+            changes.append(render())
+        job._pending.clear()
+        job.finish()
+        out.update(still=min(still), change=statistics.median(changes))
+        return out
+    times, prev = [], 0.0
+    while job.step():
+        times.append(job.render_seconds - prev)
+        prev = job.render_seconds
+    job.finish()
+    out.update(times=times)
+    return out
+
+
+def worker_main(spec: str) -> None:
+    a = json.loads(spec)
+    res = run_costs(a) if a["variant"] == "costs" else None
+    if res is None:  # reference renders: throughput.py's own worker
+        T.worker_main(spec)
+        return
+    print("@@RESULT " + json.dumps(res, default=str), flush=True)
+
+
+def spawn(a: dict, log: Path) -> dict:
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(a)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(T.ROOT))
+    return T.collect(p, a, log)
+
+
+# =========================================================================== analysis
+def error_split(test: Path, ref: Path, mask: Path, n: int) -> dict:
+    """MSE (8-bit RGB, per pixel) of ``test`` vs ``ref`` inside the character, on its
+    silhouette band and on the background; shares of the total squared error and of the pixels."""
+    import cv2
+    import numpy as np
+
+    sse = {"interior": 0.0, "silhouette": 0.0, "background": 0.0}
+    px = dict.fromkeys(sse, 0)
+    kernel = np.ones((3, 3), np.uint8)
+    def read(folder: Path, name: str, flags: int) -> np.ndarray:
+        img = cv2.imread(str(folder / "images" / name), flags)
+        if img is None:
+            raise FileNotFoundError(f"{folder / 'images' / name} is missing or not an image")
+        return img.astype(np.float64)
+
+    for i in range(n):
+        name = f"{i:06d}.png"
+        alpha = read(mask, name, cv2.IMREAD_UNCHANGED)[..., 3] / 255.0
+        r = read(ref, name, cv2.IMREAD_COLOR)
+        t = read(test, name, cv2.IMREAD_COLOR)
+        err = ((r - t) ** 2).mean(axis=2)
+        band = cv2.dilate(((alpha > 0.001) & (alpha < 0.999)).astype(np.uint8), kernel).astype(bool)
+        regions = {"silhouette": band, "interior": (alpha >= 0.999) & ~band, "background": (alpha <= 0.001) & ~band}
+        for k, m in regions.items():
+            sse[k] += float(err[m].sum())
+            px[k] += int(m.sum())
+    total_sse, total_px = sum(sse.values()), sum(px.values())
+    return {k: {"mse": sse[k] / max(px[k], 1), "error_share": sse[k] / max(total_sse, 1e-12),
+                "pixel_share": px[k] / total_px} for k in sse} | {
+        "psnr": float(10 * np.log10(255.0 ** 2 / max(total_sse / total_px, 1e-12)))}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--res", type=int, default=256)
+    p.add_argument("--views", type=int, default=8)
+    p.add_argument("--emotions", default="Joy,Surprise")
+    p.add_argument("--chars", default="builtin,mblab")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=2, help="runs of each timing configuration, interleaved")
+    p.add_argument("--quality", action="store_true", help="split the image error by region (needs a reference)")
+    p.add_argument("--ref-spp", type=int, default=512)
+    p.add_argument("--ref-noise", type=int, default=0, help="render the first K reference samples again (seed 1)")
+    p.add_argument("--work", default="/tmp/facsgen_throughput")
+    args = p.parse_args(argv)
+    if args.worker:
+        worker_main(args.worker)
+        return
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "render_costs.log"
+    emotions = [e.strip() for e in args.emotions.split(",") if e.strip()]
+    spp = T.pipeline_default_samples()
+    base = {"n": args.n, "res": args.res, "spp": spp, "views": args.views, "device": "cpu", "threads": 0,
+            "seed": args.seed, "emotions": emotions, "variant": "costs"}
+    print(f"== render costs: N={args.n} ({', '.join(emotions) or 'all emotions'}, {args.views} views per expression), "
+          f"{args.res}x{args.res}, pipeline settings ({spp} spp); command: {' '.join(sys.argv)}")
+    for char in args.chars.split(","):
+        def run(tag, _char=char, **extra):
+            out = work / f"costs_{_char}_{tag}"
+            shutil.rmtree(out, ignore_errors=True)
+            r = spawn(dict(base, char=_char, out=str(out), **extra), log)
+            r["out"] = out
+            return r
+
+        configs = {
+            "loop": {},
+            "nodn": {"overrides": {"cycles.use_denoising": False}},
+            "one": {"overrides": {"cycles.use_denoising": False, "cycles.samples": 1}},
+            "bg": {"overrides": {"cycles.use_denoising": False}, "hide_character": True},
+        }
+        runs = {k: [] for k in configs}
+        for rep in range(args.repeats):  # interleaved (ABCD DCBA): the machine's drift cancels out
+            for k in (list(configs) if rep % 2 == 0 else list(reversed(configs))):
+                runs[k].append(run(f"{k}_{rep}", **configs[k]))
+        loop = runs["loop"][0]
+        mask = run("mask", mask=True)
+        mean = {k: statistics.fmean(statistics.fmean(r["times"]) for r in rs) for k, rs in runs.items()}
+        steady = {k: statistics.fmean(statistics.fmean(r["times"][1:]) for r in runs[k]) for k in ("loop", "one")}
+        import cv2
+        import numpy as np
+
+        bg_share = float(np.mean([
+            (cv2.imread(str(pth), cv2.IMREAD_UNCHANGED)[..., 3] == 0).mean()
+            for pth in sorted((mask["out"] / "images").glob("*.png"))]))
+        per_spp = (mean["nodn"] - mean["one"]) / max(spp - 1, 1)  # path tracing per sample per pixel
+        fixed = steady["one"] - per_spp
+        denoise = mean["loop"] - mean["nodn"]
+        pt = mean["nodn"] - fixed
+        pt_bg = max(mean["bg"] - fixed, 0.0) * bg_share
+        first = statistics.fmean(r["times"][0] for r in runs["one"]) - steady["one"]  # 1 spp: views cost alike
+        L = mean["loop"]
+        print(f"-- {char}: {L:.3f} s per sample (loop mean of {args.repeats} run(s); the first sample "
+              f"{statistics.fmean(r['times'][0] for r in runs['loop']):.3f} s, the others {steady['loop']:.3f} s)")
+        print(f"   fixed per render call (sync, film, PNG)     {fixed:.3f} s  {100 * fixed / L:4.1f}%")
+        print(f"   denoiser                                    {denoise:.3f} s  {100 * denoise / L:4.1f}%")
+        print(f"   path tracing                                {pt:.3f} s  {100 * pt / L:4.1f}%  "
+              f"(background pixels ~{pt_bg:.3f} s = {100 * pt_bg / L:.1f}%; they are {100 * bg_share:.0f}% "
+              f"of the pixels)")
+        print(f"   first render's extra (scene, BVH, images, world map)  {first:.3f} s once per run")
+        for res in (1024, 2048, 4096):
+            wc = run(f"world{res}", overrides={"cycles.use_denoising": False, "cycles.samples": 1},
+                     world_change=True, map_res=res)
+            print(f"   HDRI change, world map {res:4d}: +{wc['change'] - wc['still']:.3f} s per change"
+                  + ("  (pipeline default)" if loop["settings"]["world_map"][1] == res else ""))
+        if args.quality:
+            ref = work / f"ref_{char}_{args.res}_{args.n}_{args.ref_spp}_{args.seed}_{T._scene_key(base)}"
+            if not (ref / "images").is_dir() or len(list((ref / "images").glob("*.png"))) < args.n:
+                shutil.rmtree(ref, ignore_errors=True)
+                spawn(dict(base, char=char, variant="reference", out=str(ref), ref_spp=args.ref_spp), log)
+            split = error_split(runs["loop"][0]["out"], ref, mask["out"], args.n)
+            print(f"   image error vs {args.ref_spp} spp reference: PSNR {split['psnr']:.2f} dB (pooled)")
+            for k in ("interior", "silhouette", "background"):
+                s = split[k]
+                print(f"     {k:10s} MSE {s['mse']:7.2f}  {100 * s['error_share']:4.1f}% of the error, "
+                      f"{100 * s['pixel_share']:4.1f}% of the pixels")
+            if args.ref_noise:
+                k = min(args.ref_noise, args.n)
+                ref2 = work / f"costs_{char}_ref_seed1"
+                shutil.rmtree(ref2, ignore_errors=True)
+                spawn(dict(base, char=char, variant="reference", out=str(ref2), ref_spp=args.ref_spp, n=args.n,
+                           ref_seed=1, stop_after=k), log)
+                noise = error_split(ref2, ref, mask["out"], k)
+                print(f"     reference's own noise (first {k} samples, seed 1 vs 0, half the MSE): "
+                      + ", ".join(f"{r} {noise[r]['mse'] / 2:.2f}" for r in ("interior", "silhouette", "background")))
+
+
+if __name__ == "__main__":
+    main()
