@@ -101,19 +101,14 @@ def run_costs(a: dict) -> dict:
 
 def worker_main(spec: str) -> None:
     a = json.loads(spec)
-    res = run_costs(a) if a["variant"] == "costs" else None
-    if res is None:  # reference renders: throughput.py's own worker
+    if a["variant"] != "costs":  # reference renders: throughput.py's own worker
         T.worker_main(spec)
         return
-    print("@@RESULT " + json.dumps(res, default=str), flush=True)
+    print("@@RESULT " + json.dumps(run_costs(a), default=str), flush=True)
 
 
 def spawn(a: dict, log: Path) -> dict:
-    import subprocess
-
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(a)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(T.ROOT))
-    return T.collect(p, a, log)
+    return T.spawn(a, log, script=Path(__file__).resolve())
 
 
 # =========================================================================== analysis

@@ -378,8 +378,9 @@ def worker_main(spec: str) -> None:
 
 
 # =========================================================================== parent side
-def spawn(a: dict, log: Path | None = None, wait: bool = True):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(a)]
+def spawn(a: dict, log: Path | None = None, wait: bool = True, script: Path | None = None):
+    """Run a worker (``script --worker JSON``, this file unless given) in a fresh Python process."""
+    cmd = [sys.executable, str(script or Path(__file__).resolve()), "--worker", json.dumps(a)]
     env = dict(os.environ)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(ROOT))
     if not wait:
