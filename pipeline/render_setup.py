@@ -210,8 +210,8 @@ def gpu_devices_available(configure: bool = True) -> bool:
             prefs.refresh_devices()
             gpus = [d for d in prefs.devices if d.type == backend]
             if gpus:
-                for d in gpus:
-                    d.use = True
+                for d in prefs.devices:  # the GPUs alone: CPU + GPU is slower for small frames
+                    d.use = d.type == backend
                 return True
         prefs.compute_device_type = "NONE"
     except Exception:
@@ -288,6 +288,11 @@ def apply_render_settings(scene: bpy.types.Scene, rc, state: SceneState) -> str:
         except TypeError:  # a Blender without blue-noise sampling (before 4.2): its default stays
             pass
         state.set(c, "use_denoising", bool(rc.denoise))
+        if hasattr(c, "denoising_use_gpu"):
+            # Blender's default is False: on a GPU run OIDN would denoise on the CPU, which at
+            # 512x512 costs more than the GPU's path tracing. OIDN's GPU devices give the same
+            # images up to float rounding; a CPU run is unaffected.
+            state.set(c, "denoising_use_gpu", device == "GPU")
         if rc.denoise:
             # fast path (benchmarks/throughput.py): OIDN's ACCURATE prefilter of the albedo /
             # normal passes is about half of a 256x256 / 16 spp CPU render; FAST costs ~0.6 dB

@@ -190,6 +190,35 @@ def test_device_auto_never_requires_a_gpu(addon):
     assert auto == ("GPU" if render_setup.gpu_devices_available(configure=False) else "CPU")
 
 
+def test_gpu_run_denoises_on_the_gpu_and_cpu_run_does_not(addon, tmp_path, monkeypatch):
+    """Blender's default denoises on the CPU even when Cycles renders on the GPU; a GPU run of
+    the pipeline asks for OIDN on the GPU (tested without a GPU: the device choice is forced,
+    the setting is what is checked), a CPU run keeps it off, and both are restored."""
+    import bpy
+
+    from facs_dataset_generator.pipeline import render_setup, runner
+
+    scene = bpy.context.scene
+    assert scene.cycles.denoising_use_gpu is False  # Blender's default
+    monkeypatch.setattr(render_setup, "choose_device", lambda device, state=None: "GPU")
+    job = runner.Job(_conf(tmp_path / "gpu", count=1, emotions=("Joy",)), scene=scene)
+    job.prepare()
+    try:
+        assert scene.cycles.device == "GPU"
+        assert scene.cycles.denoising_use_gpu is True
+    finally:
+        job.finish()
+    assert scene.cycles.denoising_use_gpu is False
+    monkeypatch.setattr(render_setup, "choose_device", lambda device, state=None: "CPU")
+    job = runner.Job(_conf(tmp_path / "cpu", count=1, emotions=("Joy",)), scene=scene)
+    job.prepare()
+    try:
+        assert scene.cycles.device == "CPU"
+        assert scene.cycles.denoising_use_gpu is False
+    finally:
+        job.finish()
+
+
 # --------------------------------------------------------------------------- lighting turntable
 
 
