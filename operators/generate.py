@@ -127,6 +127,10 @@ def _begin(op, context) -> bool:
         return False
     op._job = job
     op._conf = conf
+    from ..pipeline import render_setup
+
+    # which device, and on a GPU that the first render may compile kernels (a long silent wait)
+    op.report({"INFO"}, f"Rendering {job.remaining} samples on {render_setup.device_label(context.scene)}")
     # the job restores the scene; the output path it renders to is put back here too (belt and braces)
     op._render_filepath = (context.scene.name, context.scene.render.filepath)
     op._rate = _Rate(int(getattr(job, "done", 0)))

@@ -219,6 +219,23 @@ def gpu_devices_available(configure: bool = True) -> bool:
     return False
 
 
+def device_label(scene: bpy.types.Scene) -> str:
+    """What the scene renders on, for the run's first progress line: 'CPU', or e.g.
+    'GPU (OPTIX: NVIDIA H200)' with a note that the first GPU render may compile kernels."""
+    if scene.render.engine != "CYCLES":
+        return "GPU (EEVEE)"
+    if scene.cycles.device != "GPU":
+        return "CPU"
+    try:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+        used = [d.name for d in prefs.devices if d.use]
+        backend = prefs.compute_device_type
+    except (KeyError, AttributeError):
+        used, backend = [], "?"
+    return (f"GPU ({backend}: {', '.join(used) or '?'}; the first render compiles Cycles' kernels where "
+            f"this Blender has none prebuilt for the card, which can take minutes)")
+
+
 def choose_device(device: str, state: SceneState | None = None) -> str:
     """'CPU' or 'GPU' for Cycles from 'cpu' | 'gpu' | 'auto' (ConfigError: 'gpu' without one)."""
     device = (device or "auto").lower()

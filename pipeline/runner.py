@@ -589,7 +589,8 @@ def generate(config: cfg.GenerationConfig, preset: cfg.Preset | None = None, pro
     job.prepare()
     if progress is not None:
         where = f"; Blender's log: {job.blender_log_path} (deleted at the end)" if job.blender_log_path else ""
-        progress(job.done, job.total, f"{job.remaining} to render ({job.skipped} already done){where}")
+        progress(job.done, job.total, f"{job.remaining} to render ({job.skipped} already done) on "
+                                      f"{render_setup.device_label(job.scene)}{where}")
     try:
         while job.step():
             pass

@@ -219,6 +219,26 @@ def test_gpu_run_denoises_on_the_gpu_and_cpu_run_does_not(addon, tmp_path, monke
         job.finish()
 
 
+def test_first_progress_line_names_the_device(addon, tmp_path, monkeypatch):
+    """The run says what it renders on; on a GPU, that the first render may compile kernels
+    (on an H200 with bpy 5.0.1 that first render took longer than 4 minutes, with no output)."""
+    import bpy
+
+    from facs_dataset_generator.pipeline import render_setup, runner
+
+    lines = []
+    runner.generate(_conf(tmp_path / "ds", count=1, emotions=("Joy",)),
+                    progress=lambda done, total, msg="": lines.append(msg))
+    assert lines[0].endswith("1 to render (0 already done) on CPU"), lines[0]
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "GPU"
+    label = render_setup.device_label(scene)
+    assert label.startswith("GPU (") and "compiles Cycles' kernels" in label
+    scene.cycles.device = "CPU"
+    assert render_setup.device_label(scene) == "CPU"
+
+
 # --------------------------------------------------------------------------- lighting turntable
 
 
