@@ -190,7 +190,8 @@ def test_device_auto_never_requires_a_gpu(addon):
     assert auto == ("GPU" if render_setup.gpu_devices_available(configure=False) else "CPU")
 
 
-def test_gpu_run_denoises_on_the_gpu_and_cpu_run_does_not(addon, tmp_path, monkeypatch):
+@pytest.mark.parametrize("device", ["GPU", "CPU"])
+def test_gpu_run_denoises_on_the_gpu_and_cpu_run_does_not(addon, tmp_path, monkeypatch, device):
     """Blender's default denoises on the CPU even when Cycles renders on the GPU; a GPU run of
     the pipeline asks for OIDN on the GPU (tested without a GPU: the device choice is forced,
     the setting is what is checked), a CPU run keeps it off, and both are restored."""
@@ -200,23 +201,15 @@ def test_gpu_run_denoises_on_the_gpu_and_cpu_run_does_not(addon, tmp_path, monke
 
     scene = bpy.context.scene
     assert scene.cycles.denoising_use_gpu is False  # Blender's default
-    monkeypatch.setattr(render_setup, "choose_device", lambda device, state=None: "GPU")
-    job = runner.Job(_conf(tmp_path / "gpu", count=1, emotions=("Joy",)), scene=scene)
+    monkeypatch.setattr(render_setup, "choose_device", lambda _device, state=None: device)
+    job = runner.Job(_conf(tmp_path / "ds", count=1, emotions=("Joy",)), scene=scene)
     job.prepare()
     try:
-        assert scene.cycles.device == "GPU"
-        assert scene.cycles.denoising_use_gpu is True
+        assert scene.cycles.device == device
+        assert scene.cycles.denoising_use_gpu is (device == "GPU")
     finally:
         job.finish()
     assert scene.cycles.denoising_use_gpu is False
-    monkeypatch.setattr(render_setup, "choose_device", lambda device, state=None: "CPU")
-    job = runner.Job(_conf(tmp_path / "cpu", count=1, emotions=("Joy",)), scene=scene)
-    job.prepare()
-    try:
-        assert scene.cycles.device == "CPU"
-        assert scene.cycles.denoising_use_gpu is False
-    finally:
-        job.finish()
 
 
 def test_first_progress_line_names_the_device(addon, tmp_path, monkeypatch):
