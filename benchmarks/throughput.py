@@ -218,24 +218,16 @@ def _reset_to_defaults(scene) -> dict:
             "world_map": scene.world.cycles.sampling_method if scene.world is not None else None}
 
 
-def _compute_devices() -> str:
-    """Cycles' compute backend and the devices it renders on (a GPU run names OPTIX/CUDA and the card)."""
-    import bpy
-
-    try:
-        prefs = bpy.context.preferences.addons["cycles"].preferences
-    except (KeyError, AttributeError):
-        return "?"
-    used = [d.name for d in prefs.devices if d.use]
-    return f"{prefs.compute_device_type}: {', '.join(used) or '-'}"
-
-
 def _settings_summary(scene) -> dict:
+    from facs_dataset_generator.pipeline.render_setup import compute_devices
+
     c, r = scene.cycles, scene.render
-    return {"device": c.device if c.device == "CPU" else f"{c.device} ({_compute_devices()})", "samples": c.samples, "pattern": c.sampling_pattern, "denoise": c.use_denoising,
+    device = c.device if c.device == "CPU" else f"{c.device} ({compute_devices()})"
+    return {"device": device, "samples": c.samples, "pattern": c.sampling_pattern, "denoise": c.use_denoising,
             "denoiser": c.denoiser,
             "prefilter": c.denoising_prefilter, "quality": c.denoising_quality,
-            "passes": c.denoising_input_passes, "denoise_gpu": c.denoising_use_gpu, "adaptive": (c.use_adaptive_sampling, round(c.adaptive_threshold, 4)),
+            "passes": c.denoising_input_passes, "denoise_gpu": c.denoising_use_gpu,
+            "adaptive": (c.use_adaptive_sampling, round(c.adaptive_threshold, 4)),
             "bounces": (c.max_bounces, c.diffuse_bounces, c.glossy_bounces, c.transmission_bounces,
                         c.transparent_max_bounces), "light_tree": c.use_light_tree,
             "persistent_data": r.use_persistent_data,

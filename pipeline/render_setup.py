@@ -219,20 +219,23 @@ def gpu_devices_available(configure: bool = True) -> bool:
     return False
 
 
+def compute_devices() -> str:
+    """Cycles' compute backend and the devices enabled in it, e.g. 'OPTIX: NVIDIA H200'."""
+    try:
+        prefs = bpy.context.preferences.addons["cycles"].preferences
+    except (KeyError, AttributeError):
+        return "?"
+    return f"{prefs.compute_device_type}: {', '.join(d.name for d in prefs.devices if d.use) or '?'}"
+
+
 def device_label(scene: bpy.types.Scene) -> str:
     """What the scene renders on, for the run's first progress line: 'CPU', or e.g.
-    'GPU (OPTIX: NVIDIA H200)' with a note that the first GPU render may compile kernels."""
+    'GPU (OPTIX: NVIDIA H200; ...)' with a note that the first GPU render may compile kernels."""
     if scene.render.engine != "CYCLES":
         return "GPU (EEVEE)"
     if scene.cycles.device != "GPU":
         return "CPU"
-    try:
-        prefs = bpy.context.preferences.addons["cycles"].preferences
-        used = [d.name for d in prefs.devices if d.use]
-        backend = prefs.compute_device_type
-    except (KeyError, AttributeError):
-        used, backend = [], "?"
-    return (f"GPU ({backend}: {', '.join(used) or '?'}; the first render compiles Cycles' kernels where "
+    return (f"GPU ({compute_devices()}; the first render compiles Cycles' kernels where "
             f"this Blender has none prebuilt for the card, which can take minutes)")
 
 
