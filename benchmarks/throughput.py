@@ -629,7 +629,8 @@ def main(argv=None) -> None:
                    help="emotions to draw, comma separated (default: all 8 of the preset). With N=16 and all "
                         "8, each expression draw gets only 2 of its --views views (start-up case); "
                         "--emotions Joy,Surprise gives 2 expressions x 8 views (the steady state of a long run)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto", "optix", "cuda", "hip", "metal", "oneapi"),
+                   help="render device as in facsgen generate --device (default cpu; optix/cuda/...: that GPU backend)")
     p.add_argument("--threads", type=int, default=0, help="Cycles threads (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chars", default="builtin,mblab")

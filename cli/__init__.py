@@ -138,8 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="render samples per pixel, at most (with the default --noise-threshold, blue-noise "
                         "sampling and the FAST denoiser prefilter, 28 matches Blender's 16 spp with default "
                         "settings in quality, in about half the time; see benchmarks/throughput.py)")
-    g.add_argument("--device", choices=("cpu", "gpu", "auto"), default=d.render.device,
-                   help="Cycles device (auto = GPU when available, else CPU)")
+    g.add_argument("--device", choices=cfg.DEVICES,
+                   default=d.render.device,
+                   help="Cycles device: auto = a GPU when there is one (OptiX, then CUDA, HIP, Metal, oneAPI; "
+                        "or the devices set in Blender's preferences), else the CPU; gpu = the same but an error "
+                        "without a GPU; optix/cuda/... = that GPU backend only")
     g.add_argument("--engine", choices=("CYCLES", "BLENDER_EEVEE_NEXT"), default=d.render.engine,
                    help="render engine")
     g.add_argument("--noise-threshold", type=_unit_float, default=d.render.noise_threshold, metavar="T",

@@ -208,10 +208,15 @@ class CameraConfig:
     vertex_group: str | None = None  # ... optionally only this vertex group
 
 
+#: Render device choices: auto = a GPU when Cycles has one, else the CPU; gpu = the same but an
+#: error without a GPU; a backend name = the GPU through that Cycles backend only.
+DEVICES = ("auto", "cpu", "gpu", "optix", "cuda", "hip", "metal", "oneapi")
+
+
 @dataclass
 class RenderConfig:
     engine: str = "CYCLES"  # CYCLES | BLENDER_EEVEE_NEXT
-    device: str = "auto"  # cpu | gpu | auto
+    device: str = "auto"  # auto | cpu | gpu | optix | cuda | hip | metal | oneapi
     resolution: tuple[int, int] = (512, 512)
     resolution_percentage: int = 100
     # Cycles: at most this many samples per pixel; adaptive sampling stops a pixel once its noise

@@ -188,30 +188,56 @@ def _eevee_engine_id() -> str:
     return "BLENDER_EEVEE"
 
 
-def gpu_devices_available(configure: bool = True) -> bool:
-    """True when Cycles has a GPU compute device; with ``configure`` and none enabled,
-    enables the devices of the first backend that has any (OPTIX, CUDA, HIP, METAL, ONEAPI)."""
+#: Cycles' GPU compute backends, in the order ``--device gpu/auto`` tries them.
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI")
+
+
+def _cycles_prefs():
     try:
-        prefs = bpy.context.preferences.addons["cycles"].preferences
+        return bpy.context.preferences.addons["cycles"].preferences
     except (KeyError, AttributeError):
+        return None
+
+
+def _use_backend(prefs, backend: str) -> bool:
+    """Switch Cycles to ``backend`` and render on its GPUs alone (the CPU entry off: CPU + GPU
+    is slower for small frames); the GPUs the user already enabled in that backend stay the
+    choice, else all of them. False (and nothing enabled) when it has no device here."""
+    try:
+        prefs.compute_device_type = backend
+    except TypeError:  # not a backend of this Blender build / platform
+        return False
+    prefs.refresh_devices()
+    gpus = [d for d in prefs.devices if d.type == backend]
+    if not gpus:
+        return False
+    chosen = {id(d) for d in gpus if d.use} or {id(d) for d in gpus}
+    for d in prefs.devices:
+        d.use = id(d) in chosen
+    return True
+
+
+def gpu_devices_available(configure: bool = True, backend: str | None = None) -> bool:
+    """True when Cycles has a GPU compute device; with ``configure`` and none enabled,
+    enables the devices of the first backend that has any (OPTIX, CUDA, HIP, METAL, ONEAPI).
+    With ``backend`` (e.g. ``"CUDA"``), only that backend counts (and, with ``configure``, it
+    becomes the one Cycles uses)."""
+    prefs = _cycles_prefs()
+    if prefs is None:
         return False
     try:
+        if backend is not None:
+            if not configure:  # only look: the preferences stay as they are
+                return any(d.type == backend for d in prefs.get_devices_for_type(backend))
+            return _use_backend(prefs, backend)
         if prefs.compute_device_type != "NONE":
             prefs.refresh_devices()
             if any(d.use and d.type != "CPU" for d in prefs.devices):
                 return True
         if not configure:
             return False
-        for backend in ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI"):
-            try:
-                prefs.compute_device_type = backend
-            except TypeError:
-                continue
-            prefs.refresh_devices()
-            gpus = [d for d in prefs.devices if d.type == backend]
-            if gpus:
-                for d in prefs.devices:  # the GPUs alone: CPU + GPU is slower for small frames
-                    d.use = d.type == backend
+        for name in GPU_BACKENDS:
+            if _use_backend(prefs, name):
                 return True
         prefs.compute_device_type = "NONE"
     except Exception:
@@ -221,9 +247,8 @@ def gpu_devices_available(configure: bool = True) -> bool:
 
 def compute_devices() -> str:
     """Cycles' compute backend and the devices enabled in it, e.g. 'OPTIX: NVIDIA H200'."""
-    try:
-        prefs = bpy.context.preferences.addons["cycles"].preferences
-    except (KeyError, AttributeError):
+    prefs = _cycles_prefs()
+    if prefs is None:
         return "?"
     return f"{prefs.compute_device_type}: {', '.join(d.name for d in prefs.devices if d.use) or '?'}"
 
@@ -240,21 +265,42 @@ def device_label(scene: bpy.types.Scene) -> str:
 
 
 def choose_device(device: str, state: SceneState | None = None) -> str:
-    """'CPU' or 'GPU' for Cycles from 'cpu' | 'gpu' | 'auto' (ConfigError: 'gpu' without one)."""
+    """'CPU' or 'GPU' for Cycles from 'cpu' | 'gpu' | 'auto', or a backend name ('optix',
+    'cuda', 'hip', 'metal', 'oneapi': the GPU through that backend only). ConfigError for
+    'gpu' or a backend with no device here."""
     device = (device or "auto").lower()
     if device == "cpu":
         return "CPU"
-    prefs = None
-    try:
-        prefs = bpy.context.preferences.addons["cycles"].preferences
-    except (KeyError, AttributeError):
-        pass
+    backend = device.upper() if device.upper() in GPU_BACKENDS else None
+    if backend is None and device not in ("gpu", "auto"):
+        raise ConfigError(f"unknown render device {device!r} (expected auto, cpu, gpu or one of "
+                          f"{', '.join(b.lower() for b in GPU_BACKENDS)})")
+    prefs = _cycles_prefs()
     if prefs is not None and state is not None:
         state.set(prefs, "compute_device_type", prefs.compute_device_type)
-    has_gpu = gpu_devices_available(configure=True)
+    has_gpu = gpu_devices_available(configure=True, backend=backend)
+    if backend is not None and not has_gpu:
+        raise ConfigError(f"--device {device}: Cycles has no {backend} device here "
+                          f"(GPUs found: {_gpus_found(prefs)})")
     if device == "gpu" and not has_gpu:
         raise ConfigError("--device gpu: no Cycles GPU compute device is available (CUDA/OptiX/HIP/Metal/oneAPI)")
     return "GPU" if has_gpu else "CPU"
+
+
+def _gpus_found(prefs) -> str:
+    """'CUDA: NVIDIA H100, OPTIX: NVIDIA H100' or 'none', for error messages."""
+    if prefs is None:
+        return "none (Cycles is not available)"
+    found = []
+    try:
+        for name in GPU_BACKENDS:
+            try:
+                found += [f"{name}: {d.name}" for d in prefs.get_devices_for_type(name) if d.type == name]
+            except (TypeError, ValueError):
+                continue
+    except Exception:
+        pass
+    return ", ".join(found) or "none"
 
 
 def apply_render_settings(scene: bpy.types.Scene, rc, state: SceneState) -> str:

@@ -105,8 +105,8 @@ def validate_config(conf: cfg.GenerationConfig) -> None:
     r = conf.render
     if r.engine not in ("CYCLES", "BLENDER_EEVEE_NEXT", "BLENDER_EEVEE"):
         raise ConfigError(f"unknown render engine {r.engine!r} (expected CYCLES or BLENDER_EEVEE_NEXT)")
-    if str(r.device).lower() not in ("cpu", "gpu", "auto"):
-        raise ConfigError(f"unknown device {r.device!r} (expected cpu, gpu or auto)")
+    if str(r.device).lower() not in cfg.DEVICES:
+        raise ConfigError(f"unknown device {r.device!r} (expected {', '.join(cfg.DEVICES)})")
     if len(tuple(r.resolution)) != 2:
         raise ConfigError(f"resolution must be (width, height), got {r.resolution!r}")
     for k, v in zip(("width", "height"), r.resolution):

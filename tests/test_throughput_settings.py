@@ -190,6 +190,112 @@ def test_device_auto_never_requires_a_gpu(addon):
     assert auto == ("GPU" if render_setup.gpu_devices_available(configure=False) else "CPU")
 
 
+class _FakeDevice:
+    def __init__(self, name, type_, use=True):
+        self.name, self.type, self.use = name, type_, use
+
+
+class _FakeCyclesPrefs:
+    """Stands in for Cycles' add-on preferences: the backends of this fake machine and their
+    devices (objects persist across refreshes, as Blender's do); setting a backend that is not
+    an item of the enum raises TypeError, as RNA does."""
+
+    ITEMS = ("NONE", "CUDA", "OPTIX", "HIP", "ONEAPI")  # a Linux build: no METAL item
+
+    def __init__(self, machine):
+        self._all = [_FakeDevice(n, t) for t, names in machine.items() for n in names] + [_FakeDevice("EPYC", "CPU")]
+        self._type = "NONE"
+        self.devices = []
+
+    @property
+    def compute_device_type(self):
+        return self._type
+
+    @compute_device_type.setter
+    def compute_device_type(self, value):
+        if value not in self.ITEMS:
+            raise TypeError(f"enum {value!r} not found")
+        self._type = value
+
+    def refresh_devices(self):
+        self.devices = [d for d in self._all if d.type in (self._type, "CPU")]
+
+    def get_devices_for_type(self, type_):
+        return [d for d in self._all if d.type in (type_, "CPU")]
+
+
+@pytest.fixture
+def fake_gpus(addon, monkeypatch):
+    from facs_dataset_generator.pipeline import render_setup
+
+    def install(machine):
+        prefs = _FakeCyclesPrefs(machine)
+        monkeypatch.setattr(render_setup, "_cycles_prefs", lambda: prefs)
+        return prefs
+    return install
+
+
+def test_device_backend_choice(fake_gpus):
+    """``--device auto/gpu`` takes the first backend with a GPU (OptiX before CUDA) and leaves
+    the CPU out; ``--device cuda`` (etc.) takes that backend only; a backend with no device
+    here, or an unknown name, is a ConfigError that names it and lists the GPUs found."""
+    from facs_dataset_generator.core.config import ConfigError
+    from facs_dataset_generator.pipeline import render_setup
+
+    h100 = {"OPTIX": ["NVIDIA H100"], "CUDA": ["NVIDIA H100"]}
+    prefs = fake_gpus(h100)
+    assert render_setup.choose_device("auto") == "GPU"
+    assert prefs.compute_device_type == "OPTIX"
+    assert [(d.type, d.use) for d in prefs.devices] == [("OPTIX", True), ("CPU", False)]
+
+    prefs = fake_gpus(h100)
+    assert render_setup.choose_device("cuda") == "GPU"
+    assert prefs.compute_device_type == "CUDA"
+    assert [(d.type, d.use) for d in prefs.devices] == [("CUDA", True), ("CPU", False)]
+    assert render_setup.compute_devices() == "CUDA: NVIDIA H100"
+
+    # the GPUs the user picked inside the backend stay the choice
+    prefs = fake_gpus({"CUDA": ["GPU 0", "GPU 1"]})
+    prefs._all[0].use = False
+    assert render_setup.choose_device("cuda") == "GPU"
+    assert [(d.name, d.use) for d in prefs.devices] == [("GPU 0", False), ("GPU 1", True), ("EPYC", False)]
+
+    for device, backend in (("hip", "HIP"), ("metal", "METAL")):  # no HIP device; no Metal item on Linux
+        fake_gpus(h100)
+        with pytest.raises(ConfigError) as err:
+            render_setup.choose_device(device)
+        assert f"no {backend} device" in str(err.value) and "CUDA: NVIDIA H100" in str(err.value)
+
+    fake_gpus({})
+    with pytest.raises(ConfigError, match="no Cycles GPU"):
+        render_setup.choose_device("gpu")
+    assert render_setup.choose_device("auto") == "CPU"
+    with pytest.raises(ConfigError, match="unknown render device 'vulkan'"):
+        render_setup.choose_device("vulkan")
+
+
+def test_device_backend_without_that_gpu_fails_before_writing(addon, tmp_path):
+    """``facsgen generate --device <backend>`` on a machine without that backend's GPU: one
+    line naming it, exit 2, no dataset folder (the real Cycles preferences, no fake)."""
+    import subprocess
+    import sys
+
+    from facs_dataset_generator.pipeline import render_setup
+
+    backend = next((b for b in ("HIP", "ONEAPI", "METAL", "CUDA")
+                    if not render_setup.gpu_devices_available(configure=False, backend=b)), None)
+    if backend is None:
+        pytest.skip("this machine has a GPU of every backend tried")
+    out = tmp_path / "ds"
+    r = subprocess.run([sys.executable, "-m", "facs_dataset_generator.cli", "generate", "--out", str(out),
+                        "--count", "1", "--resolution", "32", "--samples", "1", "--device", backend.lower()],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"no {backend} device" in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
 @pytest.mark.parametrize("device", ["GPU", "CPU"])
 def test_gpu_run_denoises_on_the_gpu_and_cpu_run_does_not(addon, tmp_path, monkeypatch, device):
     """Blender's default denoises on the CPU even when Cycles renders on the GPU; a GPU run of
