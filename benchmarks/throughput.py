@@ -614,7 +614,7 @@ def shards(args) -> None:
                   f"({many:.1f} s); speed-up {one / many:.2f}", flush=True)
 
 
-def main(argv=None) -> None:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=16, help="samples per run (default 16)")
@@ -629,7 +629,7 @@ def main(argv=None) -> None:
                    help="emotions to draw, comma separated (default: all 8 of the preset). With N=16 and all "
                         "8, each expression draw gets only 2 of its --views views (start-up case); "
                         "--emotions Joy,Surprise gives 2 expressions x 8 views (the steady state of a long run)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu", "auto", "optix", "cuda", "hip", "metal", "oneapi"),
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu", "optix", "cuda", "hip", "metal", "oneapi"),
                    help="render device as in facsgen generate --device (default cpu; optix/cuda/...: that GPU backend)")
     p.add_argument("--threads", type=int, default=0, help="Cycles threads (0 = all)")
     p.add_argument("--seed", type=int, default=0)
@@ -644,7 +644,11 @@ def main(argv=None) -> None:
     p.add_argument("--mem-n", type=int, default=1000)
     p.add_argument("--shards", type=int, default=0, help="compare 1 process with this many worker processes")
     p.add_argument("--work", default="/tmp/facsgen_throughput")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    args = _parser().parse_args(argv)
     if args.worker:
         worker_main(args.worker)
     elif args.memory:

@@ -523,3 +523,20 @@ def test_hdri_lighting_turns_the_light_tree_off(addon, tmp_path):
         assert scene.cycles.use_light_tree is True  # the user's lights: Cycles' default stays
     finally:
         job.finish()
+
+
+def test_benchmark_device_choices_are_the_pipelines():
+    """benchmarks/throughput.py lists --device choices without importing the package at parse
+    time; they must stay the pipeline's own (core.config.DEVICES)."""
+    import sys
+    from pathlib import Path
+
+    from facs_dataset_generator.core import config as cfg
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import throughput
+
+    with pytest.raises(SystemExit):
+        throughput.main(["--device", "vulkan"])
+    choices = next(a.choices for a in throughput._parser()._actions if a.dest == "device")
+    assert tuple(choices) == cfg.DEVICES
