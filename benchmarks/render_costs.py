@@ -24,7 +24,9 @@ Error (``--quality``; needs ``throughput.py --quality`` to have rendered the ref
 same samples into the same ``--work`` folder, or renders it): mean squared error of the
 pipeline's 8-bit images against the converged reference, split into the character's interior,
 its silhouette band (pixels the character partly covers, dilated by 1 px) and the background,
-using a coverage mask rendered with a transparent film; with ``--ref-noise K`` also the
+using a coverage mask rendered with a transparent film; per region also the error without the
+denoiser (what the denoiser removes there) and the mean samples per pixel that Cycles' adaptive
+sampling spent (its Debug Sample Count pass, rendered through the compositor); with ``--ref-noise K`` also the
 reference's own noise (the first K samples rendered again with another seed: half the MSE
 between the two references).
 
@@ -70,6 +72,8 @@ def run_costs(a: dict) -> dict:
         scene.cycles.samples = 64
         scene.cycles.use_denoising = False
         scene.cycles.use_adaptive_sampling = False
+    if a.get("spp_map"):
+        _sample_count_output(scene)
     if a.get("map_res") and job.world is not None:
         job.world.world.cycles.sample_map_resolution = int(a["map_res"])
     out = {"settings": T._settings_summary(scene)}
@@ -97,6 +101,32 @@ def run_costs(a: dict) -> dict:
     job.finish()
     out.update(times=times)
     return out
+
+
+def _sample_count_output(scene) -> None:
+    """Write Cycles' per-pixel sample count instead of the image: the view layer's Debug Sample
+    Count pass (samples taken / the sample setting) through the compositor, with a Raw view
+    transform, so that an 8-bit pixel is round(255 * count / samples). Changes ``scene`` for good
+    (a benchmark worker's own file)."""
+    import bpy
+
+    scene.view_layers[0].cycles.pass_debug_sample_count = True
+    if hasattr(scene, "compositing_node_group"):  # Blender 5: the compositor is a node group
+        tree = bpy.data.node_groups.new("facsgen sample count", "CompositorNodeTree")
+        scene.compositing_node_group = tree
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        out = tree.nodes.new("NodeGroupOutput").inputs[0]
+    else:  # Blender 4.x
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        out = tree.nodes.new("CompositorNodeComposite").inputs["Image"]
+    layer = tree.nodes.new("CompositorNodeRLayers")
+    tree.links.new(layer.outputs["Debug Sample Count"], out)
+    scene.render.use_compositing = True
+    vs = scene.view_settings
+    vs.view_transform, vs.look, vs.exposure, vs.gamma = "Raw", "None", 0.0, 1.0
+    scene.render.image_settings.color_mode = "BW"
 
 
 def worker_main(spec: str) -> None:
@@ -144,6 +174,30 @@ def error_split(test: Path, ref: Path, mask: Path, n: int) -> dict:
         "psnr": float(10 * np.log10(255.0 ** 2 / max(total_sse / total_px, 1e-12)))}
 
 
+def samples_split(spp_dir: Path, mask: Path, n: int, samples: int) -> dict:
+    """Mean samples per pixel in the character's interior, on its silhouette band and on the
+    background (regions as in ``error_split``), and the share of each region at the maximum."""
+    import cv2
+    import numpy as np
+
+    kernel = np.ones((3, 3), np.uint8)
+    acc = {k: [0.0, 0, 0] for k in ("interior", "silhouette", "background")}  # sum, pixels, at max
+    for i in range(n):
+        name = f"{i:06d}.png"
+        alpha = cv2.imread(str(mask / "images" / name), cv2.IMREAD_UNCHANGED)[..., 3] / 255.0
+        img = cv2.imread(str(spp_dir / "images" / name), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise FileNotFoundError(f"{spp_dir / 'images' / name} is missing or not an image")
+        count = np.rint(img.astype(np.float64) / 255.0 * samples)
+        band = cv2.dilate(((alpha > 0.001) & (alpha < 0.999)).astype(np.uint8), kernel).astype(bool)
+        regions = {"silhouette": band, "interior": (alpha >= 0.999) & ~band, "background": (alpha <= 0.001) & ~band}
+        for k, m in regions.items():
+            acc[k][0] += float(count[m].sum())
+            acc[k][1] += int(m.sum())
+            acc[k][2] += int((count[m] >= samples).sum())
+    return {k: {"mean": v[0] / max(v[1], 1), "at_max": v[2] / max(v[1], 1)} for k, v in acc.items()}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -157,6 +211,9 @@ def main(argv=None) -> None:
     p.add_argument("--quality", action="store_true", help="split the image error by region (needs a reference)")
     p.add_argument("--ref-spp", type=int, default=512)
     p.add_argument("--ref-noise", type=int, default=0, help="render the first K reference samples again (seed 1)")
+    p.add_argument("--set", action="append", metavar="KEY=VAL,...",
+                   help="scene overrides for every timing run and the sample-count map, as throughput.py "
+                        "--proto-set, e.g. cycles.samples=64,cycles.adaptive_threshold=0.08")
     p.add_argument("--work", default="/tmp/facsgen_throughput")
     args = p.parse_args(argv)
     if args.worker:
@@ -166,11 +223,13 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     log = work / "render_costs.log"
     emotions = [e.strip() for e in args.emotions.split(",") if e.strip()]
-    spp = T.pipeline_default_samples()
+    user = T.parse_overrides(args.set)
+    spp = int(user.get("cycles.samples", T.pipeline_default_samples()))
     base = {"n": args.n, "res": args.res, "spp": spp, "views": args.views, "device": "cpu", "threads": 0,
             "seed": args.seed, "emotions": emotions, "variant": "costs"}
     print(f"== render costs: N={args.n} ({', '.join(emotions) or 'all emotions'}, {args.views} views per expression), "
-          f"{args.res}x{args.res}, pipeline settings ({spp} spp); command: {' '.join(sys.argv)}")
+          f"{args.res}x{args.res}, pipeline settings ({spp} spp{', overrides ' + str(user) if user else ''}); "
+          f"command: {' '.join(sys.argv)}")
     for char in args.chars.split(","):
         def run(tag, _char=char, **extra):
             out = work / f"costs_{_char}_{tag}"
@@ -180,10 +239,10 @@ def main(argv=None) -> None:
             return r
 
         configs = {
-            "loop": {},
-            "nodn": {"overrides": {"cycles.use_denoising": False}},
-            "one": {"overrides": {"cycles.use_denoising": False, "cycles.samples": 1}},
-            "bg": {"overrides": {"cycles.use_denoising": False}, "hide_character": True},
+            "loop": {"overrides": user},
+            "nodn": {"overrides": {**user, "cycles.use_denoising": False}},
+            "one": {"overrides": {**user, "cycles.use_denoising": False, "cycles.samples": 1}},
+            "bg": {"overrides": {**user, "cycles.use_denoising": False}, "hide_character": True},
         }
         runs = {k: [] for k in configs}
         for rep in range(args.repeats):  # interleaved (ABCD DCBA): the machine's drift cancels out
@@ -225,11 +284,17 @@ def main(argv=None) -> None:
                 shutil.rmtree(ref, ignore_errors=True)
                 spawn(dict(base, char=char, variant="reference", out=str(ref), ref_spp=args.ref_spp), log)
             split = error_split(runs["loop"][0]["out"], ref, mask["out"], args.n)
-            print(f"   image error vs {args.ref_spp} spp reference: PSNR {split['psnr']:.2f} dB (pooled)")
+            raw = error_split(runs["nodn"][0]["out"], ref, mask["out"], args.n)
+            smax = loop["settings"]["samples"]
+            spp_map = samples_split(run("spp_map", overrides=user, spp_map=True)["out"], mask["out"], args.n, smax)
+            print(f"   image error vs {args.ref_spp} spp reference: PSNR {split['psnr']:.2f} dB (pooled); "
+                  f"samples per pixel from Cycles' adaptive sampling (at most {smax}, checked every 16)")
             for k in ("interior", "silhouette", "background"):
                 s = split[k]
                 print(f"     {k:10s} MSE {s['mse']:7.2f}  {100 * s['error_share']:4.1f}% of the error, "
-                      f"{100 * s['pixel_share']:4.1f}% of the pixels")
+                      f"{100 * s['pixel_share']:4.1f}% of the pixels; without the denoiser MSE "
+                      f"{raw[k]['mse']:7.2f} (the denoiser removes {raw[k]['mse'] / max(s['mse'], 1e-9):4.1f}x); "
+                      f"{spp_map[k]['mean']:5.1f} spp, {100 * spp_map[k]['at_max']:3.0f}% at {smax}")
             if args.ref_noise:
                 k = min(args.ref_noise, args.n)
                 ref2 = work / f"costs_{char}_ref_seed1"

@@ -469,6 +469,17 @@ def _scene_key(base: dict) -> str:
     return h.hexdigest()[:10]
 
 
+def variant_plan(variants: list[str], proto_sets) -> tuple[list[str], dict]:
+    """The variants to run, each once, and the overrides of each ``--proto-set`` (named ``proto``,
+    or ``proto0``, ``proto1`` ... when there are several); ``--variants`` may name them or not."""
+    protos = {}
+    for k, item in enumerate(proto_sets or ()):
+        protos[f"proto{k}" if len(proto_sets) > 1 else "proto"] = parse_overrides([item])
+    if protos:
+        variants = [v for v in variants if v != "proto" and v not in protos] + list(protos)
+    return list(dict.fromkeys(variants)), protos
+
+
 def fmt_mb(kib) -> str:
     return f"{kib / 1024:.0f} MiB"
 
@@ -482,11 +493,7 @@ def bench(args) -> None:
     emotions = [e.strip() for e in args.emotions.split(",") if e.strip()] if args.emotions else []
     base = {"n": args.n, "res": args.res, "spp": args.spp, "views": args.views, "device": args.device,
             "threads": args.threads, "seed": args.seed, "emotions": emotions}
-    protos = {}
-    if args.proto_set:
-        for k, item in enumerate(args.proto_set):
-            protos[f"proto{k}" if len(args.proto_set) > 1 else "proto"] = parse_overrides([item])
-        variants = [v for v in variants if v != "proto"] + list(protos)
+    variants, protos = variant_plan(variants, args.proto_set)
     ours_spp = args.ours_spp or pipeline_default_samples()
     results: dict[tuple[str, str], list[dict]] = {}
     for rep in range(args.repeats):

@@ -540,3 +540,93 @@ def test_benchmark_device_choices_are_the_pipelines():
         throughput.main(["--device", "vulkan"])
     choices = next(a.choices for a in throughput._parser()._actions if a.dest == "device")
     assert tuple(choices) == cfg.DEVICES
+
+
+def test_benchmark_runs_each_variant_once():
+    """``--variants ours,proto0,proto1`` with two ``--proto-set`` runs three variants, each once
+    (naming a proto in --variants used to run it twice, the second run replacing the
+    first's images)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import throughput
+
+    sets = ["cycles.samples=64", "cycles.samples=8,cycles.use_denoising=False"]
+    variants, protos = throughput.variant_plan(["ours", "proto0", "proto1"], sets)
+    assert variants == ["ours", "proto0", "proto1"]
+    assert protos == {"proto0": {"cycles.samples": 64},
+                      "proto1": {"cycles.samples": 8, "cycles.use_denoising": False}}
+    assert throughput.variant_plan(["naive", "ours"], sets)[0] == ["naive", "ours", "proto0", "proto1"]
+    assert throughput.variant_plan(["ours", "proto"], ["render.threads=1"]) == (
+        ["ours", "proto"], {"proto": {"render.threads": 1}})
+    assert throughput.variant_plan(["naive", "ours", "ours"], None) == (["naive", "ours"], {})
+
+
+def test_render_costs_sample_count_map(addon, tmp_path):
+    """benchmarks/render_costs.py's sample-count map: Cycles' Debug Sample Count pass written
+    as the image (8-bit = 255 * count / samples). Without adaptive sampling every pixel took all
+    samples; with it, the background (a converged HDRI lookup) stops at the first check (16) and
+    the face goes on to 32."""
+    import sys
+    from pathlib import Path
+
+    import bpy
+    import cv2
+    import numpy as np
+
+    from facs_dataset_generator.pipeline import head, runner
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import render_costs
+
+    head.add_builtin_head(bpy.context.scene)
+    counts = {}
+    for adaptive in (False, True):
+        conf = _conf(tmp_path / f"ds{int(adaptive)}", count=1, emotions=("Neutral",))
+        conf.camera.views = 1
+        conf.render.samples = 32
+        conf.render.denoise = False
+        job = runner.Job(conf, scene=bpy.context.scene).prepare()
+        try:
+            job.scene.cycles.use_adaptive_sampling = adaptive  # threshold: the pipeline's 0.02
+            render_costs._sample_count_output(job.scene)
+            assert job.step()
+        finally:
+            job.finish()
+        img = cv2.imread(str(next((tmp_path / f"ds{int(adaptive)}" / "images").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
+        counts[adaptive] = np.rint(img / 255.0 * 32)
+    assert (counts[False] == 32).all()
+    assert set(np.unique(counts[True])) == {16.0, 32.0}  # background at the first check, the face on
+
+
+def test_render_costs_samples_split(tmp_path):
+    """Mean samples per region from a coverage mask and a sample-count map."""
+    import sys
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import render_costs
+
+    alpha = np.zeros((20, 20), np.uint8)
+    alpha[5:15, 5:15] = 255  # the character; its border pixels are partly covered
+    alpha[5, 5:15] = alpha[14, 5:15] = alpha[5:15, 5] = alpha[5:15, 14] = 128
+    rgba = np.dstack([alpha] * 4)
+    spp = np.full((20, 20), 16, np.uint8)
+    spp[alpha == 128] = 28
+    spp[8:12, 8:12] = 20
+    for folder, img in (("mask", rgba), ("spp", np.rint(spp / 28 * 255).astype(np.uint8))):
+        (tmp_path / folder / "images").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / folder / "images" / "000000.png"), img)
+    s = render_costs.samples_split(tmp_path / "spp", tmp_path / "mask", 1, 28)
+    # silhouette band = the partly covered ring dilated by 1 px: rows/cols 4..15 minus 7..12
+    band = np.zeros((20, 20), bool)
+    band[4:16, 4:16] = True
+    band[7:13, 7:13] = False
+    assert s["silhouette"]["mean"] == pytest.approx(spp[band].mean())
+    assert s["interior"]["mean"] == pytest.approx(spp[7:13, 7:13].mean())
+    assert s["background"]["mean"] == 16 and s["background"]["at_max"] == 0
+    assert s["silhouette"]["at_max"] == pytest.approx((spp[band] == 28).mean())
