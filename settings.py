@@ -23,6 +23,10 @@ from bpy.props import (
 
 from .core import config as cfg
 
+# the device menus (scene settings, add-on preferences): every device the CLI takes
+_DEVICE_ITEMS = tuple((d, *cfg.DEVICE_INFO[d]) for d in cfg.DEVICES)
+_PREFS_DEVICE_ITEMS = tuple((d.upper(), *cfg.DEVICE_INFO[d]) for d in cfg.DEVICES)
+
 
 def _addon_prefs(context=None):
     context = context or bpy.context
@@ -61,11 +65,7 @@ class FACSGEN_AddonPreferences(bpy.types.AddonPreferences):
     render_device: EnumProperty(
         name="Render Device",
         description="Device used by Cycles for dataset renders",
-        items=(
-            ("AUTO", "Auto", "GPU when one is configured in Preferences > System, else CPU"),
-            ("CPU", "CPU", "Always render on the CPU"),
-            ("GPU", "GPU", "Render on the GPU (fails if none is available)"),
-        ),
+        items=_PREFS_DEVICE_ITEMS,
         default="AUTO",
     )
     user_preset_dir: StringProperty(
@@ -203,7 +203,8 @@ class FACSGEN_PG_settings(bpy.types.PropertyGroup):
     )
     device: EnumProperty(
         name="Device",
-        items=(("auto", "Auto", ""), ("cpu", "CPU", ""), ("gpu", "GPU", "")),
+        description="Cycles device for the dataset's renders (Auto follows the add-on preferences' Render Device)",
+        items=_DEVICE_ITEMS,
         default="auto",
     )
     resolution_x: IntProperty(name="Width", min=16, default=512)

@@ -212,6 +212,19 @@ class CameraConfig:
 #: error without a GPU; a backend name = the GPU through that Cycles backend only.
 DEVICES = ("auto", "cpu", "gpu", "optix", "cuda", "hip", "metal", "oneapi")
 
+#: Menu label and tooltip of each device (the N-panel and the add-on preferences).
+DEVICE_INFO = {
+    "auto": ("Auto", "A GPU when Cycles has one (OptiX, then CUDA, HIP, Metal, oneAPI; or the devices set in "
+                     "Preferences > System), else the CPU"),
+    "cpu": ("CPU", "Always render on the CPU"),
+    "gpu": ("GPU", "Like Auto, but an error when there is no GPU"),
+    "optix": ("OptiX", "NVIDIA GPUs through OptiX only (an error naming the GPUs found when it has none)"),
+    "cuda": ("CUDA", "NVIDIA GPUs through CUDA only (an error naming the GPUs found when it has none)"),
+    "hip": ("HIP", "AMD GPUs through HIP only (an error naming the GPUs found when it has none)"),
+    "metal": ("Metal", "Apple GPUs through Metal only (an error naming the GPUs found when it has none)"),
+    "oneapi": ("oneAPI", "Intel GPUs through oneAPI only (an error naming the GPUs found when it has none)"),
+}
+
 
 @dataclass
 class RenderConfig:

@@ -280,10 +280,10 @@ def choose_device(device: str, state: SceneState | None = None) -> str:
         state.set(prefs, "compute_device_type", prefs.compute_device_type)
     has_gpu = gpu_devices_available(configure=True, backend=backend)
     if backend is not None and not has_gpu:
-        raise ConfigError(f"--device {device}: Cycles has no {backend} device here "
+        raise ConfigError(f"render device {device!r}: Cycles has no {backend} device here "
                           f"(GPUs found: {_gpus_found(prefs)})")
     if device == "gpu" and not has_gpu:
-        raise ConfigError("--device gpu: no Cycles GPU compute device is available (CUDA/OptiX/HIP/Metal/oneAPI)")
+        raise ConfigError("render device 'gpu': no Cycles GPU compute device is available (CUDA/OptiX/HIP/Metal/oneAPI)")
     return "GPU" if has_gpu else "CPU"
 
 

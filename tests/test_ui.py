@@ -839,6 +839,47 @@ def test_cancel_button_and_errors_reported(addon, tmp_path, monkeypatch):
     assert not generate.is_running()
 
 
+def test_device_menu_offers_every_backend(addon, tmp_path, monkeypatch):
+    """The panel's Device menu and the preferences' Render Device offer every device the CLI
+    takes (core.config.DEVICES); a backend picked there reaches the config, and one this
+    machine lacks stops Generate with one error naming it, before anything is written."""
+    from facs_dataset_generator import settings as st
+    from facs_dataset_generator.core import config as cfg
+    from facs_dataset_generator.operators import generate
+    from facs_dataset_generator.pipeline import render_setup
+
+    items = st.FACSGEN_PG_settings.bl_rna.properties["device"].enum_items
+    assert tuple(i.identifier for i in items) == cfg.DEVICES
+    assert all(i.description for i in items)
+    prefs_cls = next(c for c in (getattr(st, n) for n in dir(st)) if isinstance(c, type)
+                     and issubclass(c, bpy.types.AddonPreferences) and c is not bpy.types.AddonPreferences)
+    prefs_items = prefs_cls.bl_rna.properties["render_device"].enum_items
+    assert tuple(i.identifier for i in prefs_items) == tuple(d.upper() for d in cfg.DEVICES)
+
+    _need_runner()
+    s = _ui_settings(tmp_path / "x")
+    s.device = "cuda"
+    assert st.to_config(s)[0].render.device == "cuda"
+    s.device = "auto"  # Auto follows the preferences' choice
+    monkeypatch.setattr(st, "_addon_prefs", lambda context=None: types.SimpleNamespace(
+        render_device="OPTIX", default_output_dir="", user_preset_dir=""))
+    assert st.to_config(s)[0].render.device == "optix"
+    monkeypatch.undo()
+
+    backend = next((b for b in ("HIP", "ONEAPI", "METAL", "CUDA", "OPTIX")
+                    if not render_setup.gpu_devices_available(configure=False, backend=b)), None)
+    if backend is None:
+        pytest.skip("this machine has a GPU of every backend")
+    s.device = backend.lower()
+    op, ctx = FakeOp(), _fake_context()
+    monkeypatch.setattr(generate, "_synchronous", lambda context: False)
+    assert generate.FACSGEN_OT_generate_dataset.invoke(op, ctx, _event("NONE")) == {"CANCELLED"}
+    assert len(op.reports) == 1 and "ERROR" in op.reports[0][0], op.reports
+    assert f"render device {backend.lower()!r}: Cycles has no {backend} device" in op.reports[0][1]
+    assert "Traceback" not in op.reports[0][1]
+    assert not generate.is_running() and not (tmp_path / "x" / "images").exists()
+
+
 def test_background_generate_runs_synchronously(addon, tmp_path, cli_reference):
     from facs_dataset_generator import settings as st
 
