@@ -142,6 +142,16 @@ def spawn(a: dict, log: Path) -> dict:
 
 
 # =========================================================================== analysis
+def regions(alpha):
+    """Pixel masks from a coverage (alpha 0-1) image: the silhouette band (partly covered pixels,
+    dilated by 1 px), the character's interior and the background, the band excluded from both."""
+    import cv2
+    import numpy as np
+
+    band = cv2.dilate(((alpha > 0.001) & (alpha < 0.999)).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return {"silhouette": band, "interior": (alpha >= 0.999) & ~band, "background": (alpha <= 0.001) & ~band}
+
+
 def error_split(test: Path, ref: Path, mask: Path, n: int) -> dict:
     """MSE (8-bit RGB, per pixel) of ``test`` vs ``ref`` inside the character, on its
     silhouette band and on the background; shares of the total squared error and of the pixels."""
@@ -150,7 +160,7 @@ def error_split(test: Path, ref: Path, mask: Path, n: int) -> dict:
 
     sse = {"interior": 0.0, "silhouette": 0.0, "background": 0.0}
     px = dict.fromkeys(sse, 0)
-    kernel = np.ones((3, 3), np.uint8)
+
     def read(folder: Path, name: str, flags: int) -> np.ndarray:
         img = cv2.imread(str(folder / "images" / name), flags)
         if img is None:
@@ -163,9 +173,7 @@ def error_split(test: Path, ref: Path, mask: Path, n: int) -> dict:
         r = read(ref, name, cv2.IMREAD_COLOR)
         t = read(test, name, cv2.IMREAD_COLOR)
         err = ((r - t) ** 2).mean(axis=2)
-        band = cv2.dilate(((alpha > 0.001) & (alpha < 0.999)).astype(np.uint8), kernel).astype(bool)
-        regions = {"silhouette": band, "interior": (alpha >= 0.999) & ~band, "background": (alpha <= 0.001) & ~band}
-        for k, m in regions.items():
+        for k, m in regions(alpha).items():
             sse[k] += float(err[m].sum())
             px[k] += int(m.sum())
     total_sse, total_px = sum(sse.values()), sum(px.values())
@@ -180,7 +188,6 @@ def samples_split(spp_dir: Path, mask: Path, n: int, samples: int) -> dict:
     import cv2
     import numpy as np
 
-    kernel = np.ones((3, 3), np.uint8)
     acc = {k: [0.0, 0, 0] for k in ("interior", "silhouette", "background")}  # sum, pixels, at max
     for i in range(n):
         name = f"{i:06d}.png"
@@ -189,9 +196,7 @@ def samples_split(spp_dir: Path, mask: Path, n: int, samples: int) -> dict:
         if img is None:
             raise FileNotFoundError(f"{spp_dir / 'images' / name} is missing or not an image")
         count = np.rint(img.astype(np.float64) / 255.0 * samples)
-        band = cv2.dilate(((alpha > 0.001) & (alpha < 0.999)).astype(np.uint8), kernel).astype(bool)
-        regions = {"silhouette": band, "interior": (alpha >= 0.999) & ~band, "background": (alpha <= 0.001) & ~band}
-        for k, m in regions.items():
+        for k, m in regions(alpha).items():
             acc[k][0] += float(count[m].sum())
             acc[k][1] += int(m.sum())
             acc[k][2] += int((count[m] >= samples).sum())
