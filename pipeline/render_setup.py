@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 
 from ..core import cameras
-from ..core.config import ConfigError
+from ..core.config import DEVICES, ConfigError
 
 CAMERA_NAME = "FACSGEN Camera"
 WORLD_NAME = "FACSGEN World"
@@ -271,10 +271,9 @@ def choose_device(device: str, state: SceneState | None = None) -> str:
     device = (device or "auto").lower()
     if device == "cpu":
         return "CPU"
+    if device not in DEVICES:
+        raise ConfigError(f"unknown render device {device!r} (expected {', '.join(DEVICES)})")
     backend = device.upper() if device.upper() in GPU_BACKENDS else None
-    if backend is None and device not in ("gpu", "auto"):
-        raise ConfigError(f"unknown render device {device!r} (expected auto, cpu, gpu or one of "
-                          f"{', '.join(b.lower() for b in GPU_BACKENDS)})")
     prefs = _cycles_prefs()
     if prefs is not None and state is not None:
         state.set(prefs, "compute_device_type", prefs.compute_device_type)
@@ -292,14 +291,11 @@ def _gpus_found(prefs) -> str:
     if prefs is None:
         return "none (Cycles is not available)"
     found = []
-    try:
-        for name in GPU_BACKENDS:
-            try:
-                found += [f"{name}: {d.name}" for d in prefs.get_devices_for_type(name) if d.type == name]
-            except (TypeError, ValueError):
-                continue
-    except Exception:
-        pass
+    for name in GPU_BACKENDS:
+        try:
+            found += [f"{name}: {d.name}" for d in prefs.get_devices_for_type(name) if d.type == name]
+        except Exception:  # not a backend of this build / platform
+            continue
     return ", ".join(found) or "none"
 
 
