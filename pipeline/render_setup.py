@@ -213,8 +213,31 @@ def _use_backend(prefs, backend: str) -> bool:
         return False
     chosen = {id(d) for d in gpus if d.use} or {id(d) for d in gpus}
     for d in prefs.devices:
-        d.use = id(d) in chosen
+        if d.type in (backend, "CPU"):  # other backends' ticks are not read while this one is set
+            d.use = id(d) in chosen
     return True
+
+
+def _device_flags(prefs) -> dict:
+    """The ``use`` tick of every Cycles device entry, by (backend, device id), after a refresh
+    (which adds the entries of devices not listed yet, ticked as Cycles ticks them)."""
+    try:
+        prefs.refresh_devices()
+        return {(d.type, d.id): bool(d.use) for d in prefs.devices}
+    except Exception:  # no device query on this build / driver: nothing to restore
+        return {}
+
+
+def _restore_device_flags(flags: dict) -> None:
+    """Put the device ticks recorded by :func:`_device_flags` back. Entries are looked up again
+    (not kept): adding entries to the collection may move them in memory."""
+    prefs = _cycles_prefs()
+    if prefs is None or not flags:
+        return
+    for d in prefs.devices:
+        old = flags.get((d.type, d.id))
+        if old is not None and bool(d.use) != old:
+            d.use = old
 
 
 def gpu_devices_available(configure: bool = True, backend: str | None = None) -> bool:
@@ -232,7 +255,7 @@ def gpu_devices_available(configure: bool = True, backend: str | None = None) ->
             return _use_backend(prefs, backend)
         if prefs.compute_device_type != "NONE":
             prefs.refresh_devices()
-            if any(d.use and d.type != "CPU" for d in prefs.devices):
+            if any(d.use and d.type == prefs.compute_device_type for d in prefs.devices):
                 return True
         if not configure:
             return False
@@ -250,7 +273,8 @@ def compute_devices() -> str:
     prefs = _cycles_prefs()
     if prefs is None:
         return "?"
-    return f"{prefs.compute_device_type}: {', '.join(d.name for d in prefs.devices if d.use) or '?'}"
+    kind = prefs.compute_device_type
+    return f"{kind}: {', '.join(d.name for d in prefs.devices if d.use and d.type in (kind, 'CPU')) or '?'}"
 
 
 def device_label(scene: bpy.types.Scene) -> str:
@@ -275,8 +299,9 @@ def choose_device(device: str, state: SceneState | None = None) -> str:
         raise ConfigError(f"unknown render device {device!r} (expected {', '.join(DEVICES)})")
     backend = device.upper() if device.upper() in GPU_BACKENDS else None
     prefs = _cycles_prefs()
-    if prefs is not None and state is not None:
+    if prefs is not None and state is not None:  # the run changes the user's preferences: undo at the end
         state.set(prefs, "compute_device_type", prefs.compute_device_type)
+        state.on_restore(_restore_device_flags, _device_flags(prefs))
     has_gpu = gpu_devices_available(configure=True, backend=backend)
     if backend is not None and not has_gpu:
         raise ConfigError(f"render device {device!r}: Cycles has no {backend} device here "

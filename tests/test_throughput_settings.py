@@ -193,17 +193,19 @@ def test_device_auto_never_requires_a_gpu(addon):
 class _FakeDevice:
     def __init__(self, name, type_, use=True):
         self.name, self.type, self.use = name, type_, use
+        self.id = f"{type_}_{name}"
 
 
 class _FakeCyclesPrefs:
     """Stands in for Cycles' add-on preferences: the backends of this fake machine and their
-    devices (objects persist across refreshes, as Blender's do); setting a backend that is not
-    an item of the enum raises TypeError, as RNA does."""
+    devices (objects persist across refreshes, as Blender's do; a refresh lists every backend's
+    entries, GPUs ticked and the CPU not, as Cycles does); setting a backend that is not an
+    item of the enum raises TypeError, as RNA does."""
 
     ITEMS = ("NONE", "CUDA", "OPTIX", "HIP", "ONEAPI")  # a Linux build: no METAL item
 
     def __init__(self, machine):
-        self._all = [_FakeDevice(n, t) for t, names in machine.items() for n in names] + [_FakeDevice("EPYC", "CPU")]
+        self._all = [_FakeDevice(n, t) for t, names in machine.items() for n in names] + [_FakeDevice("EPYC", "CPU", False)]
         self._type = "NONE"
         self.devices = []
 
@@ -218,7 +220,7 @@ class _FakeCyclesPrefs:
         self._type = value
 
     def refresh_devices(self):
-        self.devices = [d for d in self._all if d.type in (self._type, "CPU")]
+        self.devices = list(self._all)
 
     def get_devices_for_type(self, type_):
         return [d for d in self._all if d.type in (type_, "CPU")]
@@ -246,12 +248,12 @@ def test_device_backend_choice(fake_gpus):
     prefs = fake_gpus(h100)
     assert render_setup.choose_device("auto") == "GPU"
     assert prefs.compute_device_type == "OPTIX"
-    assert [(d.type, d.use) for d in prefs.devices] == [("OPTIX", True), ("CPU", False)]
+    assert [(d.type, d.use) for d in prefs.get_devices_for_type("OPTIX")] == [("OPTIX", True), ("CPU", False)]
 
     prefs = fake_gpus(h100)
     assert render_setup.choose_device("cuda") == "GPU"
     assert prefs.compute_device_type == "CUDA"
-    assert [(d.type, d.use) for d in prefs.devices] == [("CUDA", True), ("CPU", False)]
+    assert [(d.type, d.use) for d in prefs.get_devices_for_type("CUDA")] == [("CUDA", True), ("CPU", False)]
     assert render_setup.compute_devices() == "CUDA: NVIDIA H100"
 
     # the GPUs the user picked inside the backend stay the choice
@@ -272,6 +274,32 @@ def test_device_backend_choice(fake_gpus):
     assert render_setup.choose_device("auto") == "CPU"
     with pytest.raises(ConfigError, match="unknown render device 'vulkan'"):
         render_setup.choose_device("vulkan")
+
+
+def test_device_choice_restores_the_preferences(fake_gpus):
+    """A run's GPU choice is undone with the run's scene state: the backend and every device's
+    tick (the CPU the user had ticked next to the GPUs, the other backends' GPUs) come back.
+    ``auto`` keeps a backend the user has set up with a GPU ticked."""
+    import bpy
+
+    from facs_dataset_generator.pipeline import render_setup
+
+    prefs = fake_gpus({"OPTIX": ["GPU 0", "GPU 1"], "CUDA": ["GPU 0", "GPU 1"]})
+    prefs.compute_device_type = "CUDA"
+    prefs.refresh_devices()
+    user = {"OPTIX_GPU 0": False, "OPTIX_GPU 1": True, "CUDA_GPU 0": True, "CUDA_GPU 1": False, "CPU_EPYC": True}
+    for d in prefs._all:
+        d.use = user[d.id]
+    # auto keeps the backend the user set up (with their CPU tick); a named backend leaves the CPU out
+    for device, backend, ticked in (("auto", "CUDA", ["GPU 0", "EPYC"]), ("cuda", "CUDA", ["GPU 0"]),
+                                    ("optix", "OPTIX", ["GPU 1"])):
+        state = render_setup.SceneState(bpy.context.scene)
+        assert render_setup.choose_device(device, state) == "GPU"
+        assert prefs.compute_device_type == backend
+        assert [d.name for d in prefs.get_devices_for_type(backend) if d.use] == ticked
+        state.restore()
+        assert prefs.compute_device_type == "CUDA"
+        assert {d.id: d.use for d in prefs._all} == user
 
 
 def test_device_backend_without_that_gpu_fails_before_writing(addon, tmp_path):
