@@ -30,6 +30,13 @@ sampling spent (its Debug Sample Count pass, rendered through the compositor); w
 reference's own noise (the first K samples rendered again with another seed: half the MSE
 between the two references).
 
+Denoisers (``--denoisers PREFILTER:AUX[:QUALITY],...``, e.g. ``ACCURATE:albedo+normal``,
+``NONE:none:FAST``): the same loop with Cycles' denoiser off and OIDN run by the compositor's
+Denoise node on the render's noisy image and denoising passes instead. Cycles renders the same
+noisy images in every such run (same seed and samples), so the variants differ only in the
+denoiser; ``FAST:albedo+normal:HIGH`` is the pipeline's own denoiser and gives its images. Per
+variant: seconds per sample and, with ``--quality``, the error by region.
+
 Example::
 
     /work/venv/bin/python benchmarks/render_costs.py --chars builtin,mblab --emotions Joy,Surprise --quality
@@ -74,6 +81,8 @@ def run_costs(a: dict) -> dict:
         scene.cycles.use_adaptive_sampling = False
     if a.get("spp_map"):
         _sample_count_output(scene)
+    if a.get("denoiser"):
+        _denoise_output(scene, parse_denoiser(a["denoiser"]))
     if a.get("map_res") and job.world is not None:
         job.world.world.cycles.sample_map_resolution = int(a["map_res"])
     out = {"settings": T._settings_summary(scene)}
@@ -127,6 +136,63 @@ def _sample_count_output(scene) -> None:
     vs = scene.view_settings
     vs.view_transform, vs.look, vs.exposure, vs.gamma = "Raw", "None", 0.0, 1.0
     scene.render.image_settings.color_mode = "BW"
+
+
+PREFILTERS = ("NONE", "FAST", "ACCURATE")
+QUALITIES = ("HIGH", "BALANCED", "FAST")
+AUX = {"albedo+normal": ("Albedo", "Normal"), "albedo": ("Albedo",), "none": ()}
+
+
+def parse_denoiser(spec: str) -> tuple[str, str, str]:
+    """``PREFILTER:AUX[:QUALITY]`` -> (prefilter, aux, quality), e.g. ``accurate:albedo+normal``
+    -> ('ACCURATE', 'albedo+normal', 'HIGH'). ValueError naming the part that is wrong."""
+    parts = [x.strip() for x in str(spec).split(":")]
+    if len(parts) not in (2, 3):
+        raise ValueError(f"denoiser {spec!r}: expected PREFILTER:AUX[:QUALITY], e.g. ACCURATE:albedo+normal:HIGH")
+    prefilter, aux = parts[0].upper(), parts[1].lower()
+    quality = parts[2].upper() if len(parts) == 3 else "HIGH"
+    for what, val, allowed in (("prefilter", prefilter, PREFILTERS), ("aux", aux, tuple(AUX)),
+                               ("quality", quality, QUALITIES)):
+        if val not in allowed:
+            raise ValueError(f"denoiser {spec!r}: unknown {what} {val!r} (expected one of {', '.join(allowed)})")
+    return prefilter, aux, quality
+
+
+def _denoise_output(scene, denoiser: tuple[str, str, str]) -> None:
+    """Cycles' denoiser off; OIDN through the compositor's Denoise node instead, on the noisy
+    image with the ``aux`` denoising passes, ``prefilter`` and ``quality`` as given. Changes
+    ``scene`` for good (a benchmark worker's own file)."""
+    import bpy
+
+    prefilter, aux, quality = denoiser
+    scene.cycles.use_denoising = False
+    scene.view_layers[0].cycles.denoising_store_passes = True
+    if hasattr(scene, "compositing_node_group"):  # Blender 5: the compositor is a node group
+        tree = bpy.data.node_groups.new("facsgen denoise", "CompositorNodeTree")
+        scene.compositing_node_group = tree
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        out = tree.nodes.new("NodeGroupOutput").inputs[0]
+    else:  # Blender 4.x
+        scene.use_nodes = True
+        tree = scene.node_tree
+        tree.nodes.clear()
+        out = tree.nodes.new("CompositorNodeComposite").inputs["Image"]
+    layer = tree.nodes.new("CompositorNodeRLayers")
+    node = tree.nodes.new("CompositorNodeDenoise")
+    for name, ident in (("Prefilter", prefilter), ("Quality", quality)):
+        if name in node.inputs:  # Blender 5: menu sockets, items by their UI names
+            node.inputs[name].default_value = ident.title()
+        else:
+            setattr(node, name.lower(), ident)
+    if "HDR" in node.inputs:
+        node.inputs["HDR"].default_value = True
+    else:
+        node.use_hdr = True
+    tree.links.new(layer.outputs["Image"], node.inputs["Image"])
+    for pas in AUX[aux]:
+        tree.links.new(layer.outputs[f"Denoising {pas}"], node.inputs[pas])
+    tree.links.new(node.outputs["Image"], out)
+    scene.render.use_compositing = True
 
 
 def worker_main(spec: str) -> None:
@@ -219,8 +285,18 @@ def main(argv=None) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VAL,...",
                    help="scene overrides for every timing run and the sample-count map, as throughput.py "
                         "--proto-set, e.g. cycles.samples=64,cycles.adaptive_threshold=0.08")
+    p.add_argument("--denoisers", default="",
+                   help="comma-separated PREFILTER:AUX[:QUALITY] (prefilter NONE/FAST/ACCURATE, aux "
+                        "albedo+normal/albedo/none, quality HIGH/BALANCED/FAST): the loop with OIDN run by the "
+                        "compositor on the same noisy renders, e.g. FAST:albedo+normal,ACCURATE:albedo+normal")
     p.add_argument("--work", default="/tmp/facsgen_throughput")
     args = p.parse_args(argv)
+    denoisers = [d.strip() for d in args.denoisers.split(",") if d.strip()]
+    for d in denoisers:
+        try:
+            parse_denoiser(d)
+        except ValueError as exc:
+            p.error(str(exc))
     if args.worker:
         worker_main(args.worker)
         return
@@ -300,15 +376,23 @@ def main(argv=None) -> None:
                       f"{100 * s['pixel_share']:4.1f}% of the pixels; without the denoiser MSE "
                       f"{raw[k]['mse']:7.2f} (the denoiser removes {raw[k]['mse'] / max(s['mse'], 1e-9):4.1f}x); "
                       f"{spp_map[k]['mean']:5.1f} spp, {100 * spp_map[k]['at_max']:3.0f}% at {smax}")
-            if args.ref_noise:
-                k = min(args.ref_noise, args.n)
-                ref2 = work / f"costs_{char}_ref_seed1"
-                shutil.rmtree(ref2, ignore_errors=True)
-                spawn(dict(base, char=char, variant="reference", out=str(ref2), ref_spp=args.ref_spp, n=args.n,
-                           ref_seed=1, stop_after=k), log)
-                noise = error_split(ref2, ref, mask["out"], k)
-                print(f"     reference's own noise (first {k} samples, seed 1 vs 0, half the MSE): "
-                      + ", ".join(f"{r} {noise[r]['mse'] / 2:.2f}" for r in ("interior", "silhouette", "background")))
+        for i, d in enumerate(denoisers):
+            r = run(f"denoiser{i}", overrides=user, denoiser=d)
+            line = f"   denoiser {d:32s} {statistics.fmean(r['times']):.3f} s per sample"
+            if args.quality:
+                e = error_split(r["out"], ref, mask["out"], args.n)
+                line += f"; PSNR {e['psnr']:.2f} dB; MSE " + ", ".join(
+                    f"{k} {e[k]['mse']:.2f}" for k in ("interior", "silhouette", "background"))
+            print(line, flush=True)
+        if args.quality and args.ref_noise:
+            k = min(args.ref_noise, args.n)
+            ref2 = work / f"costs_{char}_ref_seed1"
+            shutil.rmtree(ref2, ignore_errors=True)
+            spawn(dict(base, char=char, variant="reference", out=str(ref2), ref_spp=args.ref_spp, n=args.n,
+                       ref_seed=1, stop_after=k), log)
+            noise = error_split(ref2, ref, mask["out"], k)
+            print(f"     reference's own noise (first {k} samples, seed 1 vs 0, half the MSE): "
+                  + ", ".join(f"{r} {noise[r]['mse'] / 2:.2f}" for r in ("interior", "silhouette", "background")))
 
 
 if __name__ == "__main__":
