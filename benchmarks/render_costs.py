@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -103,20 +104,56 @@ def run_costs(a: dict) -> dict:
         job.finish()
         out.update(still=min(still), change=statistics.median(changes))
         return out
-    times, prev = [], 0.0
-    while job.step():
-        times.append(job.render_seconds - prev)
-        prev = job.render_seconds
+    times, prev, rendered = [], 0.0, []
+    with RenderedSamples() as counter:
+        while job.step():
+            times.append(job.render_seconds - prev)
+            prev = job.render_seconds
+            rendered.append(counter.take())
     job.finish()
-    out.update(times=times)
+    out.update(times=times, rendered=rendered)
     return out
+
+
+class RenderedSamples:
+    """The samples Cycles actually rendered in each render call, from its progress messages
+    ("... | Sample 16/28"; ``bpy.app.handlers.render_stats``). Adaptive sampling ends a render
+    early when every pixel has converged, and the Debug Sample Count pass is then a share of
+    the samples rendered, not of the sample setting. :meth:`take` returns the largest count
+    reported since the last call (0 if none), and starts counting again."""
+
+    _PATTERN = re.compile(r"Sample (\d+)/(\d+)")
+
+    def __init__(self):
+        self._max = 0
+
+    def _on_stats(self, stats, *_args) -> None:
+        for done, _total in self._PATTERN.findall(str(stats)):
+            self._max = max(self._max, int(done))
+
+    def __enter__(self):
+        import bpy
+
+        bpy.app.handlers.render_stats.append(self._on_stats)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import bpy
+
+        if self._on_stats in bpy.app.handlers.render_stats:
+            bpy.app.handlers.render_stats.remove(self._on_stats)
+
+    def take(self) -> int:
+        got, self._max = self._max, 0
+        return got
 
 
 def _sample_count_output(scene) -> None:
     """Write Cycles' per-pixel sample count instead of the image: the view layer's Debug Sample
-    Count pass (samples taken / the sample setting) through the compositor, with a Raw view
-    transform, so that an 8-bit pixel is round(255 * count / samples). Changes ``scene`` for good
-    (a benchmark worker's own file)."""
+    Count pass (samples taken / samples rendered) through the compositor, with a Raw view
+    transform, so that an 8-bit pixel is round(255 * count / rendered). ``rendered`` is the
+    sample setting unless adaptive sampling stopped every pixel before it (see
+    :class:`RenderedSamples`). Changes ``scene`` for good (a benchmark worker's own file)."""
     import bpy
 
     scene.view_layers[0].cycles.pass_debug_sample_count = True
@@ -248,11 +285,17 @@ def error_split(test: Path, ref: Path, mask: Path, n: int) -> dict:
         "psnr": float(10 * np.log10(255.0 ** 2 / max(total_sse / total_px, 1e-12)))}
 
 
-def samples_split(spp_dir: Path, mask: Path, n: int, samples: int) -> dict:
+def samples_split(spp_dir: Path, mask: Path, n: int, samples: int, rendered=None) -> dict:
     """Mean samples per pixel in the character's interior, on its silhouette band and on the
-    background (regions as in ``error_split``), and the share of each region at the maximum."""
+    background (regions as in ``error_split``), and the share of each region at ``samples``
+    (the setting). ``rendered``: per image, the samples Cycles rendered (the map's 100%;
+    default: ``samples`` for every image)."""
     import cv2
     import numpy as np
+
+    rendered = [samples] * n if rendered is None else list(rendered)
+    if len(rendered) < n:
+        raise ValueError(f"rendered sample counts for {len(rendered)} images, expected {n}")
 
     acc = {k: [0.0, 0, 0] for k in ("interior", "silhouette", "background")}  # sum, pixels, at max
     for i in range(n):
@@ -261,7 +304,7 @@ def samples_split(spp_dir: Path, mask: Path, n: int, samples: int) -> dict:
         img = cv2.imread(str(spp_dir / "images" / name), cv2.IMREAD_GRAYSCALE)
         if img is None:
             raise FileNotFoundError(f"{spp_dir / 'images' / name} is missing or not an image")
-        count = np.rint(img.astype(np.float64) / 255.0 * samples)
+        count = np.rint(img.astype(np.float64) / 255.0 * (rendered[i] or samples))
         for k, m in regions(alpha).items():
             acc[k][0] += float(count[m].sum())
             acc[k][1] += int(m.sum())
@@ -367,7 +410,8 @@ def main(argv=None) -> None:
             split = error_split(runs["loop"][0]["out"], ref, mask["out"], args.n)
             raw = error_split(runs["nodn"][0]["out"], ref, mask["out"], args.n)
             smax = loop["settings"]["samples"]
-            spp_map = samples_split(run("spp_map", overrides=user, spp_map=True)["out"], mask["out"], args.n, smax)
+            sm = run("spp_map", overrides=user, spp_map=True)
+            spp_map = samples_split(sm["out"], mask["out"], args.n, smax, sm["rendered"])
             print(f"   image error vs {args.ref_spp} spp reference: PSNR {split['psnr']:.2f} dB (pooled); "
                   f"samples per pixel from Cycles' adaptive sampling (at most {smax}, checked every 16)")
             for k in ("interior", "silhouette", "background"):

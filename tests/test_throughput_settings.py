@@ -609,23 +609,32 @@ def test_render_costs_sample_count_map(addon, tmp_path):
     import render_costs
 
     head.add_builtin_head(bpy.context.scene)
-    counts = {}
-    for adaptive in (False, True):
-        conf = _conf(tmp_path / f"ds{int(adaptive)}", count=1, emotions=("Neutral",))
+    counts, rendered = {}, {}
+    for case, adaptive, threshold in (("fixed", False, None), ("adaptive", True, None), ("all_converge", True, 1.0)):
+        conf = _conf(tmp_path / case, count=1, emotions=("Neutral",))
         conf.camera.views = 1
         conf.render.samples = 32
         conf.render.denoise = False
         job = runner.Job(conf, scene=bpy.context.scene).prepare()
         try:
             job.scene.cycles.use_adaptive_sampling = adaptive  # threshold: the pipeline's 0.02
+            if threshold is not None:
+                job.scene.cycles.adaptive_threshold = threshold
             render_costs._sample_count_output(job.scene)
-            assert job.step()
+            with render_costs.RenderedSamples() as counter:
+                assert job.step()
+                rendered[case] = counter.take()
         finally:
             job.finish()
-        img = cv2.imread(str(next((tmp_path / f"ds{int(adaptive)}" / "images").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
-        counts[adaptive] = np.rint(img / 255.0 * 32)
-    assert (counts[False] == 32).all()
-    assert set(np.unique(counts[True])) == {16.0, 32.0}  # background at the first check, the face on
+        img = cv2.imread(str(next((tmp_path / case / "images").glob("*.png"))), cv2.IMREAD_GRAYSCALE)
+        counts[case] = (img, np.rint(img / 255.0 * rendered[case]))
+    assert rendered["fixed"] == rendered["adaptive"] == 32
+    assert (counts["fixed"][1] == 32).all()
+    assert set(np.unique(counts["adaptive"][1])) == {16.0, 32.0}  # background at the first check, the face on
+    # every pixel converged at the first check: Cycles stopped at 16, and the pass is a share of
+    # the 16 samples rendered (all ~255), so decoding it with the setting (32) would be wrong
+    assert rendered["all_converge"] == 16
+    assert (counts["all_converge"][0] >= 250).all() and (counts["all_converge"][1] == 16).all()  # 8-bit dither: 254-255
 
 
 def test_render_costs_samples_split(tmp_path):
@@ -650,6 +659,10 @@ def test_render_costs_samples_split(tmp_path):
         (tmp_path / folder / "images").mkdir(parents=True)
         cv2.imwrite(str(tmp_path / folder / "images" / "000000.png"), img)
     s = render_costs.samples_split(tmp_path / "spp", tmp_path / "mask", 1, 28)
+    half = render_costs.samples_split(tmp_path / "spp", tmp_path / "mask", 1, 56, rendered=[28])  # stopped at 28 of 56
+    assert half["interior"]["mean"] == pytest.approx(s["interior"]["mean"]) and half["silhouette"]["at_max"] == 0
+    with pytest.raises(ValueError, match="for 0 images, expected 1"):
+        render_costs.samples_split(tmp_path / "spp", tmp_path / "mask", 1, 28, rendered=[])
     # silhouette band = the partly covered ring dilated by 1 px: rows/cols 4..15 minus 7..12
     band = np.zeros((20, 20), bool)
     band[4:16, 4:16] = True
