@@ -148,17 +148,13 @@ class RenderedSamples:
         return got
 
 
-def _sample_count_output(scene) -> None:
-    """Write Cycles' per-pixel sample count instead of the image: the view layer's Debug Sample
-    Count pass (samples taken / samples rendered) through the compositor, with a Raw view
-    transform, so that an 8-bit pixel is round(255 * count / rendered). ``rendered`` is the
-    sample setting unless adaptive sampling stopped every pixel before it (see
-    :class:`RenderedSamples`). Changes ``scene`` for good (a benchmark worker's own file)."""
+def _compositor(scene, name: str):
+    """A new, empty compositor for ``scene`` (turned on): (node tree, its Render Layers node,
+    the input socket whose image is written)."""
     import bpy
 
-    scene.view_layers[0].cycles.pass_debug_sample_count = True
     if hasattr(scene, "compositing_node_group"):  # Blender 5: the compositor is a node group
-        tree = bpy.data.node_groups.new("facsgen sample count", "CompositorNodeTree")
+        tree = bpy.data.node_groups.new(name, "CompositorNodeTree")
         scene.compositing_node_group = tree
         tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
         out = tree.nodes.new("NodeGroupOutput").inputs[0]
@@ -167,9 +163,19 @@ def _sample_count_output(scene) -> None:
         tree = scene.node_tree
         tree.nodes.clear()
         out = tree.nodes.new("CompositorNodeComposite").inputs["Image"]
-    layer = tree.nodes.new("CompositorNodeRLayers")
-    tree.links.new(layer.outputs["Debug Sample Count"], out)
     scene.render.use_compositing = True
+    return tree, tree.nodes.new("CompositorNodeRLayers"), out
+
+
+def _sample_count_output(scene) -> None:
+    """Write Cycles' per-pixel sample count instead of the image: the view layer's Debug Sample
+    Count pass (samples taken / samples rendered) through the compositor, with a Raw view
+    transform, so that an 8-bit pixel is round(255 * count / rendered). ``rendered`` is the
+    sample setting unless adaptive sampling stopped every pixel before it (see
+    :class:`RenderedSamples`). Changes ``scene`` for good (a benchmark worker's own file)."""
+    scene.view_layers[0].cycles.pass_debug_sample_count = True
+    tree, layer, out = _compositor(scene, "facsgen sample count")
+    tree.links.new(layer.outputs["Debug Sample Count"], out)
     vs = scene.view_settings
     vs.view_transform, vs.look, vs.exposure, vs.gamma = "Raw", "None", 0.0, 1.0
     scene.render.image_settings.color_mode = "BW"
@@ -199,22 +205,10 @@ def _denoise_output(scene, denoiser: tuple[str, str, str]) -> None:
     """Cycles' denoiser off; OIDN through the compositor's Denoise node instead, on the noisy
     image with the ``aux`` denoising passes, ``prefilter`` and ``quality`` as given. Changes
     ``scene`` for good (a benchmark worker's own file)."""
-    import bpy
-
     prefilter, aux, quality = denoiser
     scene.cycles.use_denoising = False
     scene.view_layers[0].cycles.denoising_store_passes = True
-    if hasattr(scene, "compositing_node_group"):  # Blender 5: the compositor is a node group
-        tree = bpy.data.node_groups.new("facsgen denoise", "CompositorNodeTree")
-        scene.compositing_node_group = tree
-        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
-        out = tree.nodes.new("NodeGroupOutput").inputs[0]
-    else:  # Blender 4.x
-        scene.use_nodes = True
-        tree = scene.node_tree
-        tree.nodes.clear()
-        out = tree.nodes.new("CompositorNodeComposite").inputs["Image"]
-    layer = tree.nodes.new("CompositorNodeRLayers")
+    tree, layer, out = _compositor(scene, "facsgen denoise")
     node = tree.nodes.new("CompositorNodeDenoise")
     for name, ident in (("Prefilter", prefilter), ("Quality", quality)):
         if name in node.inputs:  # Blender 5: menu sockets, items by their UI names
@@ -229,7 +223,6 @@ def _denoise_output(scene, denoiser: tuple[str, str, str]) -> None:
     for pas in AUX[aux]:
         tree.links.new(layer.outputs[f"Denoising {pas}"], node.inputs[pas])
     tree.links.new(node.outputs["Image"], out)
-    scene.render.use_compositing = True
 
 
 def worker_main(spec: str) -> None:
