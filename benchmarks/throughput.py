@@ -184,11 +184,27 @@ def _setup_file(a: dict) -> dict:
 
 
 def _apply_overrides(scene, overrides: dict) -> None:
+    """``--set`` / ``--proto-set`` on ``scene``. A value Cycles only offers with its debug
+    options on (e.g. ``cycles.sampling_pattern=SOBOL_BURLEY``) is set with them on for that
+    one assignment, as the Preferences' Developer Extras + Cycles Debug would allow."""
+    import bpy
+
+    owners = {"cycles": scene.cycles, "render": scene.render, "world": getattr(scene.world, "cycles", None)}
     for key, val in overrides.items():
         owner_name, _, attr = key.partition(".")
-        owner = {"cycles": scene.cycles, "render": scene.render,
-                 "world": getattr(scene.world, "cycles", None)}[owner_name]
-        setattr(owner, attr, val)
+        owner = owners.get(owner_name)
+        if owner is None or not attr:
+            raise SystemExit(f"override {key!r}: expected cycles.<setting>, render.<setting> or world.<setting>")
+        try:
+            setattr(owner, attr, val)
+        except TypeError:
+            prefs = bpy.context.preferences
+            old = (prefs.experimental.use_cycles_debug, prefs.view.show_developer_ui)
+            prefs.experimental.use_cycles_debug = prefs.view.show_developer_ui = True
+            try:
+                setattr(owner, attr, val)
+            finally:
+                prefs.experimental.use_cycles_debug, prefs.view.show_developer_ui = old
 
 
 def _reset_to_defaults(scene) -> dict:
@@ -423,6 +439,23 @@ def psnr_dirs(test: Path, ref: Path) -> tuple[float, float]:
     return float(np.mean(vals)), float(pooled)
 
 
+#: Student's t, two-sided 95 %, by degrees of freedom (1-30); 1.96 beyond.
+_T95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13,
+        2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05, 2.05, 2.04)
+
+
+def mean_ci(values) -> tuple[float, float, float]:
+    """Mean of the per-repeat values and its 95 % interval (Student's t): repeats are few and
+    this machine drifts, so a ratio at the target line is read with its interval."""
+    vals = [float(v) for v in values]
+    m = statistics.fmean(vals)
+    if len(vals) < 2:
+        return m, m, m
+    df = len(vals) - 1
+    half = (_T95[df - 1] if df <= len(_T95) else 1.96) * statistics.stdev(vals) / len(vals) ** 0.5
+    return m, m - half, m + half
+
+
 def parse_overrides(items) -> dict:
     ov = {}
     for item in items or ():
@@ -550,7 +583,11 @@ def bench(args) -> None:
                 ratios = [nv["loop_s"] / nv["n"] / (r["loop_s"] / r["n"]) for nv, r in zip(naive, rs)]
                 cpu = [nv["loop_cpu"] / nv["n"] / (r["loop_cpu"] / r["n"]) for nv, r in zip(naive, rs)]
                 line += f"; naive/ours time ratio {statistics.median(ratios):.2f} (per repeat: " \
-                        f"{', '.join(f'{x:.2f}' for x in ratios)}; CPU-time ratio {statistics.median(cpu):.2f})"
+                        f"{', '.join(f'{x:.2f}' for x in ratios)}"
+                if len(ratios) >= 3:
+                    m, lo, hi = mean_ci(ratios)
+                    line += f"; mean {m:.3f}, 95% interval of the mean {lo:.2f}-{hi:.2f}"
+                line += f"; CPU-time ratio {statistics.median(cpu):.2f})"
             if char in refs:
                 mean, pooled = psnr_dirs(Path(rs[0]["out"]), refs[char])
                 line += f"; PSNR vs {args.ref_spp}spp ref {mean:.2f} dB (pooled {pooled:.2f})"

@@ -725,3 +725,50 @@ def test_render_costs_compositor_denoiser(addon, tmp_path):
     assert np.abs(imgs["fast"] - imgs["cycles"]).max() <= 1
     for other in ("accurate", "bare"):
         assert np.abs(imgs[other] - imgs["cycles"]).mean() > 0.1, other  # measured 0.69 and 0.77
+
+
+def test_benchmark_overrides_reach_debug_only_cycles_values(addon):
+    """``--proto-set cycles.sampling_pattern=SOBOL_BURLEY`` (a value Cycles lists only with its
+    debug options on) is applied, the debug options are off again afterwards, and a wrong
+    owner or value is an error that names it."""
+    import sys
+    from pathlib import Path
+
+    import bpy
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import throughput
+
+    scene = bpy.context.scene
+    prefs = bpy.context.preferences
+    before = (prefs.experimental.use_cycles_debug, prefs.view.show_developer_ui)
+    throughput._apply_overrides(scene, throughput.parse_overrides(
+        ["cycles.sampling_pattern=SOBOL_BURLEY,cycles.samples=12,render.threads_mode=FIXED"]))
+    prefs.experimental.use_cycles_debug = prefs.view.show_developer_ui = True  # to read the debug value back
+    assert scene.cycles.sampling_pattern == "SOBOL_BURLEY"
+    prefs.experimental.use_cycles_debug, prefs.view.show_developer_ui = before
+    assert (scene.cycles.samples, scene.render.threads_mode) == (12, "FIXED")
+    with pytest.raises(TypeError, match="NO_SUCH_PATTERN"):
+        throughput._apply_overrides(scene, {"cycles.sampling_pattern": "NO_SUCH_PATTERN"})
+    assert (prefs.experimental.use_cycles_debug, prefs.view.show_developer_ui) == before
+    with pytest.raises(SystemExit, match="eevee.samples"):
+        throughput._apply_overrides(scene, {"eevee.samples": 4})
+
+
+def test_benchmark_ratio_interval():
+    """The benchmark's mean and 95 % interval of per-repeat ratios (Student's t)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import throughput
+
+    m, lo, hi = throughput.mean_ci([2.01, 1.98, 1.99, 2.01])
+    # mean 1.9975, sd 0.015, t(3) = 3.18: half-width 3.18 * 0.015 / 2 = 0.0239
+    assert m == pytest.approx(1.9975)
+    assert (lo, hi) == pytest.approx((1.9975 - 0.02385, 1.9975 + 0.02385), abs=2e-4)
+    assert throughput.mean_ci([2.0]) == (2.0, 2.0, 2.0)
+    big = [2.0 + 0.01 * (k % 3) for k in range(40)]  # beyond the table: normal quantile
+    m, lo, hi = throughput.mean_ci(big)
+    import statistics
+    assert hi - m == pytest.approx(1.96 * statistics.stdev(big) / 40 ** 0.5)
