@@ -302,7 +302,10 @@ def samples_split(spp_dir: Path, mask: Path, n: int, samples: int, rendered=None
             acc[k][0] += float(count[m].sum())
             acc[k][1] += int(m.sum())
             acc[k][2] += int((count[m] >= samples).sum())
-    return {k: {"mean": v[0] / max(v[1], 1), "at_max": v[2] / max(v[1], 1)} for k, v in acc.items()}
+    out = {k: {"mean": v[0] / max(v[1], 1), "at_max": v[2] / max(v[1], 1)} for k, v in acc.items()}
+    # images with no progress message from Cycles: decoded as if all ``samples`` were rendered
+    out["unknown_rendered"] = sum(1 for r in rendered[:n] if not r)
+    return out
 
 
 def main(argv=None) -> None:
@@ -407,6 +410,9 @@ def main(argv=None) -> None:
             spp_map = samples_split(sm["out"], mask["out"], args.n, smax, sm["rendered"])
             print(f"   image error vs {args.ref_spp} spp reference: PSNR {split['psnr']:.2f} dB (pooled); "
                   f"samples per pixel from Cycles' adaptive sampling (at most {smax}, checked every 16)")
+            if spp_map["unknown_rendered"]:
+                print(f"     NOTE: {spp_map['unknown_rendered']} of {args.n} images gave no 'Sample N/M' progress "
+                      f"message: their counts assume all {smax} samples were rendered (too high if Cycles stopped early)")
             for k in ("interior", "silhouette", "background"):
                 s = split[k]
                 print(f"     {k:10s} MSE {s['mse']:7.2f}  {100 * s['error_share']:4.1f}% of the error, "

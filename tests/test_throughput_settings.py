@@ -661,6 +661,9 @@ def test_render_costs_samples_split(tmp_path):
     s = render_costs.samples_split(tmp_path / "spp", tmp_path / "mask", 1, 28)
     half = render_costs.samples_split(tmp_path / "spp", tmp_path / "mask", 1, 56, rendered=[28])  # stopped at 28 of 56
     assert half["interior"]["mean"] == pytest.approx(s["interior"]["mean"]) and half["silhouette"]["at_max"] == 0
+    assert (s["unknown_rendered"], half["unknown_rendered"]) == (0, 0)  # None: the setting, by the caller's choice
+    unknown = render_costs.samples_split(tmp_path / "spp", tmp_path / "mask", 1, 28, rendered=[0])
+    assert unknown["unknown_rendered"] == 1 and unknown["interior"] == s["interior"]
     with pytest.raises(ValueError, match="for 0 images, expected 1"):
         render_costs.samples_split(tmp_path / "spp", tmp_path / "mask", 1, 28, rendered=[])
     # silhouette band = the partly covered ring dilated by 1 px: rows/cols 4..15 minus 7..12
