@@ -9,6 +9,18 @@ import pytest
 pytest.importorskip("bpy")
 
 
+def _benchmark(name: str):
+    """A script of ``benchmarks/`` imported as a module (``throughput``, ``render_costs``)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    folder = str(Path(__file__).resolve().parent.parent / "benchmarks")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+
 def _conf(out, **kw):
     from facs_dataset_generator.core import config as cfg
 
@@ -556,13 +568,9 @@ def test_hdri_lighting_turns_the_light_tree_off(addon, tmp_path):
 def test_benchmark_device_choices_are_the_pipelines():
     """benchmarks/throughput.py lists --device choices without importing the package at parse
     time; they must stay the pipeline's own (core.config.DEVICES)."""
-    import sys
-    from pathlib import Path
-
     from facs_dataset_generator.core import config as cfg
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import throughput
+    throughput = _benchmark("throughput")
 
     with pytest.raises(SystemExit):
         throughput.main(["--device", "vulkan"])
@@ -574,11 +582,7 @@ def test_benchmark_runs_each_variant_once():
     """``--variants ours,proto0,proto1`` with two ``--proto-set`` runs three variants, each once
     (naming a proto in --variants used to run it twice, the second run replacing the
     first's images)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import throughput
+    throughput = _benchmark("throughput")
 
     sets = ["cycles.samples=64", "cycles.samples=8,cycles.use_denoising=False"]
     variants, protos = throughput.variant_plan(["ours", "proto0", "proto1"], sets)
@@ -596,17 +600,13 @@ def test_render_costs_sample_count_map(addon, tmp_path):
     as the image (8-bit = 255 * count / samples). Without adaptive sampling every pixel took all
     samples; with it, the background (a converged HDRI lookup) stops at the first check (16) and
     the face goes on to 32."""
-    import sys
-    from pathlib import Path
-
     import bpy
     import cv2
     import numpy as np
 
     from facs_dataset_generator.pipeline import head, runner
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import render_costs
+    render_costs = _benchmark("render_costs")
 
     head.add_builtin_head(bpy.context.scene)
     counts, rendered = {}, {}
@@ -639,14 +639,10 @@ def test_render_costs_sample_count_map(addon, tmp_path):
 
 def test_render_costs_samples_split(tmp_path):
     """Mean samples per region from a coverage mask and a sample-count map."""
-    import sys
-    from pathlib import Path
-
     import cv2
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import render_costs
+    render_costs = _benchmark("render_costs")
 
     alpha = np.zeros((20, 20), np.uint8)
     alpha[5:15, 5:15] = 255  # the character; its border pixels are partly covered
@@ -678,11 +674,7 @@ def test_render_costs_samples_split(tmp_path):
 
 def test_render_costs_denoiser_spec():
     """``render_costs.py --denoisers``: PREFILTER:AUX[:QUALITY], any case; a wrong part is named."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import render_costs
+    render_costs = _benchmark("render_costs")
 
     assert render_costs.parse_denoiser("accurate:Albedo+Normal") == ("ACCURATE", "albedo+normal", "HIGH")
     assert render_costs.parse_denoiser("NONE:none:fast") == ("NONE", "none", "FAST")
@@ -696,17 +688,13 @@ def test_render_costs_compositor_denoiser(addon, tmp_path):
     """The compositor's Denoise node with the pipeline's own settings (FAST prefilter, albedo +
     normal, HIGH) gives the images Cycles' own denoiser gives, so ``--denoisers`` variants are
     compared on equal terms; another prefilter or no guide passes give other images."""
-    import sys
-    from pathlib import Path
-
     import bpy
     import cv2
     import numpy as np
 
     from facs_dataset_generator.pipeline import head, runner
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import render_costs
+    render_costs = _benchmark("render_costs")
 
     head.add_builtin_head(bpy.context.scene)
     imgs = {}
@@ -734,13 +722,9 @@ def test_benchmark_overrides_reach_debug_only_cycles_values(addon):
     """``--proto-set cycles.sampling_pattern=SOBOL_BURLEY`` (a value Cycles lists only with its
     debug options on) is applied, the debug options are off again afterwards, and a wrong
     owner or value is an error that names it."""
-    import sys
-    from pathlib import Path
-
     import bpy
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import throughput
+    throughput = _benchmark("throughput")
 
     scene = bpy.context.scene
     prefs = bpy.context.preferences
@@ -760,11 +744,7 @@ def test_benchmark_overrides_reach_debug_only_cycles_values(addon):
 
 def test_benchmark_ratio_interval():
     """The benchmark's mean and 95 % interval of per-repeat ratios (Student's t)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import throughput
+    throughput = _benchmark("throughput")
 
     m, lo, hi = throughput.mean_ci([2.01, 1.98, 1.99, 2.01])
     # mean 1.9975, sd 0.015, t(3) = 3.18: half-width 3.18 * 0.015 / 2 = 0.0239
